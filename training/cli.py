@@ -1,0 +1,118 @@
+"""``movierec``: the one command line. DVC stages and Make targets call these commands.
+
+Exit codes scripts can trust: 0 success, 2 bad usage, 3 invalid input (data or config; the
+message names the file and line), 4 data or service unavailable, 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.config import DATASETS, ConfigError, Paths, load_params
+
+EXIT_INVALID = 3
+EXIT_UNAVAILABLE = 4
+
+app = typer.Typer(help="MovieLens recommendations: data, training, evaluation, export, serving.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Fetch and preprocess MovieLens data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def cli_errors(func: Callable) -> Callable:
+    """Turn the project's known error types into a one-line message and a stable exit code."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        from training.data.ingest import ChecksumError, DataUnavailableError
+        from training.data.parsers import DataValidationError
+
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, DataValidationError, ChecksumError) as exc:
+            fail(str(exc), EXIT_INVALID)
+        except (DataUnavailableError, FileNotFoundError) as exc:
+            fail(str(exc), EXIT_UNAVAILABLE)
+
+    return wrapper
+
+
+@data_app.command("fetch")
+@cli_errors
+def data_fetch(
+    dataset: Annotated[str | None, typer.Option(help=f"One of {DATASETS}; default from params.")] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if present.")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Copy a dataset from $MOVIELENS_MIRROR or download it from GroupLens, verifying checksums."""
+    from training.data.ingest import fetch
+
+    name = dataset or load_params(params).data.dataset
+    if name not in DATASETS:
+        fail(f"unknown dataset {name!r}; choose one of {DATASETS}", 2)
+    folder = fetch(name, Paths().raw, force=force)
+    typer.echo(str(folder))
+
+
+@data_app.command("prepare")
+@cli_errors
+def data_prepare(
+    params: ParamsOption = DEFAULT_PARAMS,
+    metrics: Annotated[Path | None, typer.Option(help="Write summary figures (JSON) here.")] = None,
+) -> None:
+    """Validate the raw files and write tensors, encodings, catalogue and metadata."""
+    from training.data.preprocess import prepare, summary
+
+    data_params = load_params(params).data
+    paths = Paths()
+    metadata = prepare(paths.raw_dataset(data_params.dataset), paths.prepared(data_params.dataset),
+                       data_params)
+    figures = summary(metadata)
+    if metrics is not None:
+        metrics.parent.mkdir(parents=True, exist_ok=True)
+        metrics.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    typer.echo(json.dumps(figures))
+
+
+@app.command("train")
+@cli_errors
+def train(
+    model: Annotated[str, typer.Option(help="sae, rbm or all.")] = "all",
+    params: ParamsOption = DEFAULT_PARAMS,
+    track: Annotated[bool, typer.Option(help="Track the run in MLflow.")] = True,
+    epochs: Annotated[int | None, typer.Option(help="Override the epochs in params.")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="Folder for train_<model>.json figures.")] = None,
+) -> None:
+    """Train the SAE and/or the RBM with early stopping; saves data/checkpoints/<model>.pt."""
+    from training.train import MODEL_NAMES, train_model, train_summary
+
+    names = MODEL_NAMES if model == "all" else (model,)
+    if any(name not in MODEL_NAMES for name in names):
+        fail(f"unknown model {model!r}; choose sae, rbm or all", 2)
+    loaded = load_params(params)
+    for name in names:
+        result = train_model(name, loaded, track=track, epochs=epochs)
+        figures = train_summary(result)
+        if metrics is not None:
+            metrics.mkdir(parents=True, exist_ok=True)
+            (metrics / f"train_{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        typer.echo(json.dumps({"model": name, "checkpoint": str(result.checkpoint), **figures}))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

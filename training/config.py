@@ -1,0 +1,184 @@
+"""The one place that owns configuration: paths, validated params, logging and MLflow wiring.
+
+Everything else imports from here, so no module reads ``params.yaml`` or environment variables
+on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Both tools phone home by default; the project never wants that.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ("ml-100k", "ml-1m")
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is invalid; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    dataset: Literal["ml-100k", "ml-1m"] = "ml-100k"
+    # ml-100k ships canonical splits (u1..u5, ua, ub); ml-1m has none, so it is split at random.
+    split: str = "u1"
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 42
+    rbm_threshold: int = Field(3, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _split_matches_dataset(self) -> DataParams:
+        allowed = {"ml-100k": {"u1", "u2", "u3", "u4", "u5", "ua", "ub"}, "ml-1m": {"random"}}
+        if self.split not in allowed[self.dataset]:
+            raise ValueError(
+                f"split {self.split!r} is not available for {self.dataset}; "
+                f"choose one of {sorted(allowed[self.dataset])}"
+            )
+        return self
+
+
+class EarlyStoppingParams(_Section):
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainParams(_Section):
+    seed: int = 42
+    # Share of each user's training ratings held out to pick the best epoch.
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+
+
+class SAEParams(_Section):
+    # Encoder sizes; the decoder mirrors them: n_items -> 20 -> 10 -> 20 -> n_items by default.
+    hidden_layers: list[int] = [20, 10]
+    activation: Literal["sigmoid", "tanh", "relu", "selu", "elu"] = "sigmoid"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    input_corruption: float = Field(0.0, ge=0.0, lt=1.0)
+    # With input corruption: score every observed rating ("all") or only the hidden ones.
+    loss_on: Literal["all", "hidden"] = "all"
+    optimizer: Literal["rmsprop", "adam", "adamw", "sgd"] = "rmsprop"
+    lr: float = Field(0.01, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=1)
+    # Learn residuals over a global mean + item bias + folded-in user bias (all inside the model).
+    center: bool = True
+    bias_reg: float = Field(5.0, ge=0.0)
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _positive_layers(cls, layers: list[int]) -> list[int]:
+        if not layers or any(size < 1 for size in layers):
+            raise ValueError("hidden_layers must be a non-empty list of positive sizes")
+        return layers
+
+
+class RBMParams(_Section):
+    n_hidden: int = Field(300, ge=1)
+    # "liked": rating >= threshold -> 1, below -> 0, unrated -> -1 (held fixed during CD).
+    # "implicit": rated -> 1, unrated -> 0.
+    encoding: Literal["liked", "implicit"] = "implicit"
+    cd_k: int = Field(1, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.5, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(100, ge=1)
+
+
+class EvaluateParams(_Section):
+    k_values: list[int] = [5, 10, 20]
+    relevance_threshold: int = Field(4, ge=1, le=5)
+
+
+class TuneParams(_Section):
+    n_trials: int = Field(20, ge=1)
+    timeout_s: int | None = Field(None, ge=1)
+    trial_epochs: int = Field(40, ge=1)
+
+
+class MLflowParams(_Section):
+    experiment_name: str = "movierec"
+    registered_model_prefix: str = "movierec"
+    best_alias: str = "champion"
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    train: TrainParams = TrainParams()
+    sae: SAEParams = SAEParams()
+    rbm: RBMParams = RBMParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tune: TuneParams = TuneParams()
+    mlflow: MLflowParams = MLflowParams()
+
+
+def load_params(path: Path | str | None = None) -> Params:
+    """Read and validate ``params.yaml``; errors name the file and the offending key."""
+    path = Path(path) if path is not None else REPO_ROOT / "params.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Params.model_validate(raw)
+    except Exception as exc:  # pydantic's ValidationError lists every bad key
+        raise ConfigError(f"{path}: invalid params:\n{exc}") from exc
+
+
+class Paths:
+    """Where the pipeline reads and writes, relative to one root (the repo by default)."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root or os.environ.get("MOVIEREC_HOME") or REPO_ROOT).resolve()
+        self.data = self.root / "data"
+        self.raw = self.data / "raw"
+        self.preprocessed = self.data / "preprocessed"
+        self.checkpoints = self.data / "checkpoints"
+        self.reports = self.data / "reports"
+        self.model_store = self.root / "model_store"
+        self.triton_repo = self.root / "triton_repo"
+        self.logs = self.root / "logs"
+        self.mlruns = self.root / "mlruns"
+
+    def raw_dataset(self, dataset: str) -> Path:
+        return self.raw / dataset
+
+    def prepared(self, dataset: str) -> Path:
+        return self.preprocessed / dataset
+
+
+def mirror_dir() -> Path | None:
+    """The local MovieLens mirror (holding ``ml-100k/`` and ``ml-1m/``), if one is configured."""
+    value = os.environ.get("MOVIELENS_MIRROR")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Loggers are named ``movierec.<area>`` (data, training, api) so one config drives all."""
+    logger = logging.getLogger(f"movierec.{name}")
+    root = logging.getLogger("movierec")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("MOVIEREC_LOG_LEVEL", "INFO"))
+        root.propagate = False
+    return logger

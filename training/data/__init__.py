@@ -1,0 +1,1 @@
+"""Data: MovieLens ingestion (download or mirror, verified), parsing, preprocessing."""

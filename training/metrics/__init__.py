@@ -1,0 +1,1 @@
+"""Metric functions: rating accuracy, ranking quality, beyond-accuracy figures."""

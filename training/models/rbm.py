@@ -1,0 +1,108 @@
+"""Bernoulli Restricted Boltzmann Machine trained with contrastive divergence (CD-k).
+
+Two visible encodings: "implicit" (rated -> 1, else 0) and the seed's "liked" (rating >=
+threshold -> 1, below -> 0, unrated -> -1, held fixed during CD and left out of the gradient).
+Scores are p(v = 1 | h) after one mean-field pass from the user's own vector.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import RBMParams
+from training.data.encoding import prepare_implicit_data, prepare_rbm_data
+from training.metrics.ranking import ranking_metrics
+from training.models.base import BaseRecommender
+
+VALIDATION_K = 10
+WEIGHT_INIT_STD = 0.01
+
+
+class RBMNet(nn.Module):
+    """Raw ratings [batch, n_items] -> p(v=1|h) [batch, n_items]."""
+
+    def __init__(self, n_items: int, params: RBMParams, threshold: int = 3) -> None:
+        super().__init__()
+        self.encoding = params.encoding
+        # A buffer, so the checkpoint and exported graphs carry the threshold they were trained with.
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self.weight = nn.Parameter(torch.randn(params.n_hidden, n_items) * WEIGHT_INIT_STD)
+        self.hidden_bias = nn.Parameter(torch.zeros(params.n_hidden))
+        self.visible_bias = nn.Parameter(torch.zeros(n_items))
+
+    def encode(self, ratings: torch.Tensor) -> torch.Tensor:
+        if self.encoding == "implicit":
+            return prepare_implicit_data(ratings)
+        return prepare_rbm_data(ratings, self.threshold)
+
+    def hidden_probs(self, visible: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(visible @ self.weight.t() + self.hidden_bias)
+
+    def visible_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(hidden @ self.weight + self.visible_bias)
+
+    def free_energy(self, visible: torch.Tensor) -> torch.Tensor:
+        """F(v) = -b·v - Σ softplus(W v + c); CD lowers it on data relative to samples."""
+        return -(visible @ self.visible_bias) - nn.functional.softplus(
+            visible @ self.weight.t() + self.hidden_bias
+        ).sum(dim=1)
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        # Unknown (-1) units carry no evidence, so they enter the hidden pass as 0.
+        visible = self.encode(ratings).clamp(min=0.0)
+        return self.visible_probs(self.hidden_probs(visible))
+
+
+class RBMRecommender(BaseRecommender):
+    name = "rbm"
+    params_class = RBMParams
+    monitor = "val_ndcg_loss"  # 1 - NDCG@10 on validation items: lower is better
+
+    def __init__(self, params: RBMParams, n_items: int, device="cpu", threshold: int = 3) -> None:
+        self.threshold = threshold
+        super().__init__(params, n_items, device)
+
+    def build_model(self) -> nn.Module:
+        return RBMNet(self.n_items, self.params, self.threshold)
+
+    def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
+        self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]
+
+    @torch.no_grad()
+    def cd_step(self, batch: torch.Tensor, generator: torch.Generator) -> float:
+        """One CD-k update on a batch of raw rating vectors; returns the reconstruction error."""
+        net: RBMNet = self.model
+        encoded = net.encode(batch)
+        known = (encoded >= 0).to(encoded.dtype)
+        v0 = encoded.clamp(min=0.0)
+        ph0 = net.hidden_probs(v0)
+        vk = v0
+        hk = torch.bernoulli(ph0, generator=generator)
+        for _ in range(self.params.cd_k):
+            vk = torch.bernoulli(net.visible_probs(hk), generator=generator) * known
+            hk = torch.bernoulli(net.hidden_probs(vk), generator=generator)
+        phk = net.hidden_probs(vk)
+        size = batch.shape[0]
+        grads = (
+            (ph0.t() @ v0 - phk.t() @ vk) / size,
+            (ph0 - phk).mean(dim=0),
+            ((v0 - vk) * known).sum(dim=0) / size,
+        )
+        params = (net.weight, net.hidden_bias, net.visible_bias)
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            decay = self.params.weight_decay * param if i == 0 else 0.0
+            self.velocity[i].mul_(self.params.momentum).add_(self.params.lr * (grad - decay))
+            param.add_(self.velocity[i])
+        return float(((v0 - vk).abs() * known).sum() / known.sum().clamp(min=1.0))
+
+    def train_epoch(self, train: torch.Tensor, generator: torch.Generator) -> float:
+        order = torch.randperm(train.shape[0], generator=generator).to(train.device)
+        errors = [self.cd_step(train[rows], generator) for rows in order.split(self.params.batch_size)]
+        return sum(errors) / max(len(errors), 1)
+
+    def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        figures = ranking_metrics(self.model(inputs), inputs, targets, [VALIDATION_K])
+        ndcg = figures[f"ndcg@{VALIDATION_K}"]
+        return {"val_ndcg_loss": 1.0 - ndcg, f"val_ndcg@{VALIDATION_K}": ndcg,
+                f"val_recall@{VALIDATION_K}": figures[f"recall@{VALIDATION_K}"]}

@@ -1,0 +1,194 @@
+"""Train the SAE and/or the RBM: validation carved from train, early stopping, best checkpoint,
+every run tracked in MLflow (params, per-epoch curves, test metrics, plots, registered model).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.config import Params, Paths, get_logger
+from training.data.holdout import holdout
+from training.data.preprocess import PreparedData, load_prepared
+from training.metrics.ranking import ranking_metrics, rating_metrics
+from training.models import RECOMMENDERS
+from training.models.base import BaseRecommender, EpochCallback, History
+
+log = get_logger("training")
+MODEL_NAMES = tuple(RECOMMENDERS)
+# pip requirements for the logged MLflow model, given explicitly so MLflow does not freeze the env.
+MLFLOW_MODEL_REQUIREMENTS = ["torch==2.13.0", "numpy<2"]
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(choice)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_recommender(name: str, params: Params, n_items: int, device: torch.device) -> BaseRecommender:
+    if name == "sae":
+        return RECOMMENDERS[name](params.sae, n_items, device)
+    return RECOMMENDERS[name](params.rbm, n_items, device, threshold=params.data.rbm_threshold)
+
+
+def model_params(name: str, params: Params):
+    return getattr(params, name)
+
+
+@dataclass
+class TrainResult:
+    name: str
+    checkpoint: Path
+    history: History
+    test_metrics: dict[str, float]
+    run_id: str | None
+
+
+def quick_test_metrics(recommender: BaseRecommender, data: PreparedData, params: Params) -> dict[str, float]:
+    """The headline test figures logged with every run (the full report is `evaluate`'s job)."""
+    scores = recommender.predict(data.train)
+    figures = ranking_metrics(scores, data.train, data.test, params.evaluate.k_values,
+                              params.evaluate.relevance_threshold)
+    figures.pop("n_users", None)
+    if recommender.rating_scores:
+        figures.update(rating_metrics(scores, data.test))
+    return {f"test_{k.replace('@', '_at_')}": v for k, v in figures.items()}
+
+
+def train_model(
+    name: str,
+    params: Params,
+    paths: Paths | None = None,
+    track: bool = True,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    epochs: int | None = None,
+    checkpoint: Path | None = None,
+) -> TrainResult:
+    """Train one model on the prepared dataset; returns where its best checkpoint went."""
+    paths = paths or Paths()
+    seed_everything(params.train.seed)
+    data = load_prepared(paths.prepared(params.data.dataset))
+    fit_part, val_part = holdout(data.train, params.train.val_fraction, params.train.seed)
+    device = resolve_device(params.train.device)
+    recommender = build_recommender(name, params, data.n_items, device)
+    n_epochs = epochs or model_params(name, params).epochs
+    checkpoint = checkpoint or paths.checkpoints / f"{name}.pt"
+
+    run = None
+    if track:
+        import mlflow
+
+        from training.tracking import configure_mlflow
+
+        configure_mlflow(params.mlflow.experiment_name, paths)
+        run = mlflow.start_run(run_name=f"train-{name}", nested=mlflow.active_run() is not None)
+        mlflow.set_tags({"model": name, "dataset": data.metadata["dataset"],
+                         "split": data.metadata["split"], "device": str(device),
+                         "subset": data.metadata.get("subset") or "full"})
+        mlflow.log_params({f"{name}.{k}": v for k, v in model_params(name, params).model_dump().items()})
+        mlflow.log_params({"train.seed": params.train.seed, "train.val_fraction": params.train.val_fraction,
+                           "epochs": n_epochs})
+
+    def epoch_hook(epoch: int, loss: float, figures: dict[str, float]) -> None:
+        recommender.log_metrics({"train_loss": loss, **_metric_names(figures)}, step=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, loss, figures)
+
+    try:
+        history = recommender.train(fit_part, val_part, n_epochs, params.train.early_stopping,
+                                    seed=params.train.seed, on_epoch=epoch_hook, progress=progress)
+        test_metrics = quick_test_metrics(recommender, data, params)
+        extra = {
+            "dataset": data.metadata["dataset"],
+            "subset": data.metadata.get("subset"),
+            "split": data.metadata["split"],
+            "item_ids": data.metadata["item_ids"],
+            "test_metrics": test_metrics,
+            "mlflow_run_id": run.info.run_id if run else None,
+        }
+        recommender.save_model(checkpoint, extra)
+        if run is not None:
+            _log_run_outputs(recommender, history, test_metrics, checkpoint, params)
+    finally:
+        if run is not None:
+            import mlflow
+
+            mlflow.end_run()
+    return TrainResult(name, checkpoint, history, test_metrics, run.info.run_id if run else None)
+
+
+def _metric_names(figures: dict[str, float]) -> dict[str, float]:
+    """MLflow metric names may not contain '@'."""
+    return {k.replace("@", "_at_"): v for k, v in figures.items()}
+
+
+def _log_run_outputs(recommender: BaseRecommender, history: History, test_metrics: dict[str, float],
+                     checkpoint: Path, params: Params) -> None:
+    import mlflow
+
+    from training.registry import register_model
+
+    mlflow.log_metrics({**test_metrics, "best_epoch": history.best_epoch,
+                        "seconds_to_best": history.seconds_to_best,
+                        "seconds_total": history.seconds_total})
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / f"{recommender.name}_loss_curve.png"
+        plot_history(history, recommender.monitor, plot, title=recommender.name.upper())
+        mlflow.log_artifact(str(plot), artifact_path="plots")
+        summary = Path(tmp) / "history.json"
+        summary.write_text(json.dumps(history.to_dict(), indent=1), encoding="utf-8")
+        mlflow.log_artifact(str(summary))
+    mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
+    register_model(recommender, params, test_metrics)
+
+
+def plot_history(history: History, monitor: str, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history.train_loss) + 1)
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(epochs, history.train_loss, label="train loss", color="tab:blue")
+    left.set_xlabel("epoch")
+    left.set_ylabel("train loss")
+    right = left.twinx()
+    right.plot(epochs, [v[monitor] for v in history.validation], label=monitor, color="tab:orange")
+    right.set_ylabel(monitor)
+    right.axvline(history.best_epoch, color="grey", linestyle="--", linewidth=1)
+    fig.suptitle(f"{title}: best epoch {history.best_epoch}")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def train_summary(result: TrainResult) -> dict[str, Any]:
+    """The figures DVC tracks for a training stage."""
+    return {
+        "best_epoch": result.history.best_epoch,
+        "best_validation": result.history.best_value,
+        "epochs_run": len(result.history.train_loss),
+        "seconds_to_best": round(result.history.seconds_to_best, 2),
+        "seconds_total": round(result.history.seconds_total, 2),
+        **result.test_metrics,
+    }
