@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Epochs for the session's checkpoints: enough for real (non-random) recommendations, fast on 2 cores.
+# Every module in tests/fixtures/ is a plugin: fixtures for real servers shared by test folders.
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}"
+    for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if path.stem != "__init__"
+)
+# Epochs for the session checkpoints: enough for real recommendations, fast on 2 cores.
 FIXTURE_EPOCHS = 15
 
 
@@ -66,7 +72,8 @@ def checkpoints(project_home) -> dict[str, Path]:
     params = load_params(REPO_ROOT / "params.yaml")
     paths = Paths(project_home)
     return {
-        name: train_model(name, params, paths, track=False, progress=False,
-                          epochs=FIXTURE_EPOCHS).checkpoint
+        name: train_model(
+            name, params, paths, track=False, progress=False, epochs=FIXTURE_EPOCHS
+        ).checkpoint
         for name in MODEL_NAMES
     }

@@ -20,8 +20,11 @@ from training.config import DATASETS, ConfigError, Paths, load_params
 EXIT_INVALID = 3
 EXIT_UNAVAILABLE = 4
 
-app = typer.Typer(help="MovieLens recommendations: data, training, evaluation, export, serving.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="MovieLens recommendations: data, training, evaluation, export, serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Fetch and preprocess MovieLens data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -55,7 +58,9 @@ def cli_errors(func: Callable) -> Callable:
 @data_app.command("fetch")
 @cli_errors
 def data_fetch(
-    dataset: Annotated[str | None, typer.Option(help=f"One of {DATASETS}; default from params.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help=f"One of {DATASETS}; default from params.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Fetch again even if present.")] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
@@ -80,8 +85,9 @@ def data_prepare(
 
     data_params = load_params(params).data
     paths = Paths()
-    metadata = prepare(paths.raw_dataset(data_params.dataset), paths.prepared(data_params.dataset),
-                       data_params)
+    metadata = prepare(
+        paths.raw_dataset(data_params.dataset), paths.prepared(data_params.dataset), data_params
+    )
     figures = summary(metadata)
     if metrics is not None:
         metrics.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,9 @@ def train(
     params: ParamsOption = DEFAULT_PARAMS,
     track: Annotated[bool, typer.Option(help="Track the run in MLflow.")] = True,
     epochs: Annotated[int | None, typer.Option(help="Override the epochs in params.")] = None,
-    metrics: Annotated[Path | None, typer.Option(help="Folder for train_<model>.json figures.")] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="Folder for train_<model>.json figures.")
+    ] = None,
 ) -> None:
     """Train the SAE and/or the RBM with early stopping; saves data/checkpoints/<model>.pt."""
     from training.train import MODEL_NAMES, train_model, train_summary

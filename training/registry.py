@@ -24,7 +24,9 @@ def _beats(candidate: float, incumbent: float | None, higher_is_better: bool) ->
     return candidate > incumbent if higher_is_better else candidate < incumbent
 
 
-def register_model(recommender: BaseRecommender, params: Params, test_metrics: dict[str, float]) -> str:
+def register_model(
+    recommender: BaseRecommender, params: Params, test_metrics: dict[str, float]
+) -> str:
     """Log and register the active run's model; returns the new version."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -58,6 +60,12 @@ def register_model(recommender: BaseRecommender, params: Params, test_metrics: d
         pass  # no champion yet
     if metric in test_metrics and _beats(test_metrics[metric], incumbent, higher):
         client.set_registered_model_alias(name, params.mlflow.best_alias, version)
-        log.info("%s version %s is the new %s (%s %.4f)", name, version, params.mlflow.best_alias,
-                 metric, test_metrics[metric])
+        log.info(
+            "%s version %s is the new %s (%s %.4f)",
+            name,
+            version,
+            params.mlflow.best_alias,
+            metric,
+            test_metrics[metric],
+        )
     return version

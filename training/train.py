@@ -41,7 +41,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_recommender(name: str, params: Params, n_items: int, device: torch.device) -> BaseRecommender:
+def build_recommender(
+    name: str, params: Params, n_items: int, device: torch.device
+) -> BaseRecommender:
     if name == "sae":
         return RECOMMENDERS[name](params.sae, n_items, device)
     return RECOMMENDERS[name](params.rbm, n_items, device, threshold=params.data.rbm_threshold)
@@ -60,11 +62,14 @@ class TrainResult:
     run_id: str | None
 
 
-def quick_test_metrics(recommender: BaseRecommender, data: PreparedData, params: Params) -> dict[str, float]:
+def quick_test_metrics(
+    recommender: BaseRecommender, data: PreparedData, params: Params
+) -> dict[str, float]:
     """The headline test figures logged with every run (the full report is `evaluate`'s job)."""
     scores = recommender.predict(data.train)
-    figures = ranking_metrics(scores, data.train, data.test, params.evaluate.k_values,
-                              params.evaluate.relevance_threshold)
+    figures = ranking_metrics(
+        scores, data.train, data.test, params.evaluate.k_values, params.evaluate.relevance_threshold
+    )
     figures.pop("n_users", None)
     if recommender.rating_scores:
         figures.update(rating_metrics(scores, data.test))
@@ -99,12 +104,25 @@ def train_model(
 
         configure_mlflow(params.mlflow.experiment_name, paths)
         run = mlflow.start_run(run_name=f"train-{name}", nested=mlflow.active_run() is not None)
-        mlflow.set_tags({"model": name, "dataset": data.metadata["dataset"],
-                         "split": data.metadata["split"], "device": str(device),
-                         "subset": data.metadata.get("subset") or "full"})
-        mlflow.log_params({f"{name}.{k}": v for k, v in model_params(name, params).model_dump().items()})
-        mlflow.log_params({"train.seed": params.train.seed, "train.val_fraction": params.train.val_fraction,
-                           "epochs": n_epochs})
+        mlflow.set_tags(
+            {
+                "model": name,
+                "dataset": data.metadata["dataset"],
+                "split": data.metadata["split"],
+                "device": str(device),
+                "subset": data.metadata.get("subset") or "full",
+            }
+        )
+        mlflow.log_params(
+            {f"{name}.{k}": v for k, v in model_params(name, params).model_dump().items()}
+        )
+        mlflow.log_params(
+            {
+                "train.seed": params.train.seed,
+                "train.val_fraction": params.train.val_fraction,
+                "epochs": n_epochs,
+            }
+        )
 
     def epoch_hook(epoch: int, loss: float, figures: dict[str, float]) -> None:
         recommender.log_metrics({"train_loss": loss, **_metric_names(figures)}, step=epoch)
@@ -112,8 +130,15 @@ def train_model(
             on_epoch(epoch, loss, figures)
 
     try:
-        history = recommender.train(fit_part, val_part, n_epochs, params.train.early_stopping,
-                                    seed=params.train.seed, on_epoch=epoch_hook, progress=progress)
+        history = recommender.train(
+            fit_part,
+            val_part,
+            n_epochs,
+            params.train.early_stopping,
+            seed=params.train.seed,
+            on_epoch=epoch_hook,
+            progress=progress,
+        )
         test_metrics = quick_test_metrics(recommender, data, params)
         extra = {
             "dataset": data.metadata["dataset"],
@@ -139,15 +164,25 @@ def _metric_names(figures: dict[str, float]) -> dict[str, float]:
     return {k.replace("@", "_at_"): v for k, v in figures.items()}
 
 
-def _log_run_outputs(recommender: BaseRecommender, history: History, test_metrics: dict[str, float],
-                     checkpoint: Path, params: Params) -> None:
+def _log_run_outputs(
+    recommender: BaseRecommender,
+    history: History,
+    test_metrics: dict[str, float],
+    checkpoint: Path,
+    params: Params,
+) -> None:
     import mlflow
 
     from training.registry import register_model
 
-    mlflow.log_metrics({**test_metrics, "best_epoch": history.best_epoch,
-                        "seconds_to_best": history.seconds_to_best,
-                        "seconds_total": history.seconds_total})
+    mlflow.log_metrics(
+        {
+            **test_metrics,
+            "best_epoch": history.best_epoch,
+            "seconds_to_best": history.seconds_to_best,
+            "seconds_total": history.seconds_total,
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(tmp) / f"{recommender.name}_loss_curve.png"
         plot_history(history, recommender.monitor, plot, title=recommender.name.upper())

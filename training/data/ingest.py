@@ -85,8 +85,12 @@ def _copy_from_mirror(spec: DatasetSpec, mirror: Path, staging: Path) -> dict:
         else:
             continue
         _verify_ratings(staging / source.filename, source)
-        return {"origin": "mirror", "location": str(folder), "ratings": source.filename,
-                "subset": source.subset}
+        return {
+            "origin": "mirror",
+            "location": str(folder),
+            "ratings": source.filename,
+            "subset": source.subset,
+        }
     names = ", ".join(s.filename for s in spec.ratings)
     raise DataUnavailableError(f"mirror {folder} holds no ratings file ({names})")
 
@@ -97,9 +101,10 @@ def _download(spec: DatasetSpec, staging: Path) -> dict:
         with requests.get(spec.url, stream=True, timeout=DOWNLOAD_TIMEOUT_S) as response:
             response.raise_for_status()
             total = int(response.headers.get("content-length", 0)) or None
-            with archive.open("wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {spec.name}"
-            ) as bar:
+            with (
+                archive.open("wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=f"download {spec.name}") as bar,
+            ):
                 for chunk in response.iter_content(_CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))

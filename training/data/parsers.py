@@ -97,7 +97,9 @@ def read_ratings(path: Path | str, sep: str, encoding: str = "ascii") -> Ratings
         fields = text.split(sep)
         if len(fields) != 4:
             raise DataValidationError(
-                path, number, f"expected 4 columns (user, item, rating, timestamp), got {len(fields)}"
+                path,
+                number,
+                f"expected 4 columns (user, item, rating, timestamp), got {len(fields)}",
             )
         user = _int(path, number, fields[0], "user id")
         item = _int(path, number, fields[1], "item id")
@@ -242,5 +244,7 @@ def check_against_catalogue(
         if unknown_users.any():
             row = int(np.argmax(unknown_users))
             raise DataValidationError(
-                path, int(ratings.lines[row]), f"user {int(ratings.users[row])} is not in the user list"
+                path,
+                int(ratings.lines[row]),
+                f"user {int(ratings.users[row])} is not in the user list",
             )

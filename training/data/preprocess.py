@@ -71,7 +71,9 @@ def load_split(spec: DatasetSpec, folder: Path, params: DataParams, ratings_file
 
 def _check_disjoint(split: Split, folder: Path) -> None:
     train_keys = set(zip(split.train.users.tolist(), split.train.items.tolist(), strict=True))
-    for row, key in enumerate(zip(split.test.users.tolist(), split.test.items.tolist(), strict=True)):
+    for row, key in enumerate(
+        zip(split.test.users.tolist(), split.test.items.tolist(), strict=True)
+    ):
         if key in train_keys:
             raise DataValidationError(
                 folder / split.files[1],
@@ -80,7 +82,9 @@ def _check_disjoint(split: Split, folder: Path) -> None:
             )
 
 
-def _triples(ratings: Ratings, user_index: dict[int, int], item_index: dict[int, int]) -> np.ndarray:
+def _triples(
+    ratings: Ratings, user_index: dict[int, int], item_index: dict[int, int]
+) -> np.ndarray:
     rows = np.fromiter((user_index[u] for u in ratings.users.tolist()), np.int64, len(ratings))
     cols = np.fromiter((item_index[i] for i in ratings.items.tolist()), np.int64, len(ratings))
     return np.stack([rows, cols, ratings.ratings.astype(np.int64)], axis=1)
@@ -107,15 +111,21 @@ def prepare(raw_folder: Path, out_folder: Path, params: DataParams) -> dict:
     user_index = {uid: row for row, uid in enumerate(user_ids)}
     n_users, n_items = len(user_ids), len(item_ids)
 
-    train = encoding.convert_to_matrix(_triples(split.train, user_index, item_index), n_users, n_items)
-    test = encoding.convert_to_matrix(_triples(split.test, user_index, item_index), n_users, n_items)
+    train = encoding.convert_to_matrix(
+        _triples(split.train, user_index, item_index), n_users, n_items
+    )
+    test = encoding.convert_to_matrix(
+        _triples(split.test, user_index, item_index), n_users, n_items
+    )
 
     out_folder.mkdir(parents=True, exist_ok=True)
     torch.save(encoding.to_sparse(train), out_folder / TRAIN_FILE)
     torch.save(encoding.to_sparse(test), out_folder / TEST_FILE)
     rbm_liked = encoding.prepare_rbm_data(train, params.rbm_threshold).to(torch.int8)
     torch.save(rbm_liked, out_folder / RBM_LIKED_FILE)
-    torch.save(encoding.to_sparse(encoding.prepare_implicit_data(train)), out_folder / IMPLICIT_FILE)
+    torch.save(
+        encoding.to_sparse(encoding.prepare_implicit_data(train)), out_folder / IMPLICIT_FILE
+    )
     (out_folder / MOVIES_FILE).write_text(
         json.dumps([m.to_dict() for m in movies], ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -143,7 +153,12 @@ def prepare(raw_folder: Path, out_folder: Path, params: DataParams) -> dict:
     (out_folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     log.info(
         "%s/%s: %d users x %d items, %d train / %d test ratings%s",
-        spec.name, split.name, n_users, n_items, len(split.train), len(split.test),
+        spec.name,
+        split.name,
+        n_users,
+        n_items,
+        len(split.train),
+        len(split.test),
         f" [{source['subset']}]" if source.get("subset") else "",
     )
     return metadata
@@ -151,8 +166,17 @@ def prepare(raw_folder: Path, out_folder: Path, params: DataParams) -> dict:
 
 def summary(metadata: dict) -> dict:
     """The scalar figures of a preparation, for DVC metrics."""
-    keys = ("dataset", "subset", "split", "n_users", "n_items", "n_train", "n_test", "density",
-            "rating_mean")
+    keys = (
+        "dataset",
+        "subset",
+        "split",
+        "n_users",
+        "n_items",
+        "n_train",
+        "n_test",
+        "density",
+        "rating_mean",
+    )
     return {key: metadata[key] for key in keys}
 
 
