@@ -6,6 +6,7 @@ message names the file and line), 4 data or service unavailable, 1 anything unex
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -13,7 +14,9 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from training.config import DATASETS, ConfigError, Paths, load_params
 
@@ -122,41 +125,52 @@ def train(
         typer.echo(json.dumps({"model": name, "checkpoint": str(result.checkpoint), **figures}))
 
 
-export_app = typer.Typer(help="Export trained models for serving.", no_args_is_help=True)
-serve_app = typer.Typer(help="Start and stop the model servers.", no_args_is_help=True)
-monitor_app = typer.Typer(help="Monitoring: drift reports.", no_args_is_help=True)
-app.add_typer(export_app, name="export")
-app.add_typer(serve_app, name="serve")
-app.add_typer(monitor_app, name="monitor")
-
-# Each stage module owns its command function; this table is the whole command tree.
-_COMMANDS = [
-    (app, "evaluate", "training.evaluate", "evaluate_command"),
-    (app, "tune", "training.tune", "tune_command"),
-    (export_app, "torchserve", "training.export.torchserve", "export_torchserve_command"),
-    (export_app, "onnx", "training.export.onnx", "export_onnx_command"),
-    (serve_app, "torchserve", "training.serving.torchserve_server", "serve_torchserve_command"),
-    (serve_app, "triton", "training.serving.triton_server", "serve_triton_command"),
-    (serve_app, "web", "web.server", "serve_web_command"),
-    (serve_app, "stop", "training.serving.processes", "stop_command"),
-    (monitor_app, "drift", "training.monitoring.drift", "drift_command"),
-]
-
-
-def _register_commands() -> None:
-    import importlib
-
-    for group, name, module_name, attr in _COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not module_name.startswith(exc.name or "\0"):
-                raise
-            continue  # TODO(integration): every module exists once all issues land
-        group.command(name)(cli_errors(getattr(module, attr)))
+# Each stage module owns its command function; these tables are the rest of the command tree.
+# Modules are imported only when their command runs (or help lists it), so a command stays fast
+# and does not depend on unrelated stages importing cleanly.
+_TOP_LEVEL = {
+    "evaluate": ("training.evaluate", "evaluate_command"),
+    "tune": ("training.tune", "tune_command"),
+}
+_EXPORT = {
+    "torchserve": ("training.export.torchserve", "export_torchserve_command"),
+    "onnx": ("training.export.onnx", "export_onnx_command"),
+}
+_SERVE = {
+    "torchserve": ("training.serving.torchserve_server", "serve_torchserve_command"),
+    "triton": ("training.serving.triton_server", "serve_triton_command"),
+    "web": ("web.server", "serve_web_command"),
+    "stop": ("training.serving.processes", "stop_command"),
+}
+_MONITOR = {"drift": ("training.monitoring.drift", "drift_command")}
 
 
-_register_commands()
+def _lazy_group(commands: dict[str, tuple[str, str]]) -> type[TyperGroup]:
+    class LazyGroup(TyperGroup):
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            return [*super().list_commands(ctx), *commands]
+
+        def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+            if name not in commands:
+                return super().get_command(ctx, name)
+            module_name, attr = commands[name]
+            function = getattr(importlib.import_module(module_name), attr)
+            single = typer.Typer(pretty_exceptions_enable=False)
+            single.command(name)(cli_errors(function))
+            return typer.main.get_command(single)
+
+    return LazyGroup
+
+
+def _add_lazy_group(name: str, help_text: str, commands: dict[str, tuple[str, str]]) -> None:
+    group = typer.Typer(help=help_text, no_args_is_help=True, cls=_lazy_group(commands))
+    app.add_typer(group, name=name)
+
+
+app.info.cls = _lazy_group(_TOP_LEVEL)
+_add_lazy_group("export", "Export trained models for serving.", _EXPORT)
+_add_lazy_group("serve", "Start and stop the model servers.", _SERVE)
+_add_lazy_group("monitor", "Monitoring: drift reports.", _MONITOR)
 
 
 def main() -> None:  # pragma: no cover - console entry

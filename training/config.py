@@ -143,11 +143,18 @@ def load_params(path: Path | str | None = None) -> Params:
         raise ConfigError(f"{path}: invalid params:\n{exc}") from exc
 
 
+def default_root() -> Path:
+    """The working directory when it is a checkout of the project (it holds dvc.yaml), else the
+    checkout this package was installed from in editable mode."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "dvc.yaml").is_file() else REPO_ROOT
+
+
 class Paths:
     """Where the pipeline reads and writes, relative to one root (the repo by default)."""
 
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root or os.environ.get("MOVIEREC_HOME") or REPO_ROOT).resolve()
+        self.root = Path(root or os.environ.get("MOVIEREC_HOME") or default_root()).resolve()
         self.data = self.root / "data"
         self.raw = self.data / "raw"
         self.preprocessed = self.data / "preprocessed"

@@ -80,8 +80,11 @@ def _copy_from_mirror(spec: DatasetSpec, mirror: Path, staging: Path) -> dict:
         if plain.is_file():
             shutil.copyfile(plain, staging / source.filename)
         elif source.xz_name and packed.is_file():
-            with lzma.open(packed) as src, (staging / source.filename).open("wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
+            try:
+                with lzma.open(packed) as src, (staging / source.filename).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            except (lzma.LZMAError, EOFError) as exc:
+                raise ChecksumError(f"{packed}: not a complete xz file ({exc})") from exc
         else:
             continue
         _verify_ratings(staging / source.filename, source)
@@ -112,7 +115,11 @@ def _download(spec: DatasetSpec, staging: Path) -> dict:
         raise DataUnavailableError(
             f"cannot download {spec.url} ({exc}); {_how_to_provide(spec)}"
         ) from exc
-    with zipfile.ZipFile(archive) as zipped:
+    try:
+        zipped = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise ChecksumError(f"{spec.url}: the download is not a valid zip archive ({exc})") from exc
+    with zipped:
         for member in zipped.namelist():
             name = Path(member).name
             wanted = name in spec.files or any(name == s.filename for s in spec.ratings)
