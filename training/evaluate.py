@@ -1,0 +1,247 @@
+"""One evaluation protocol for every model: the SAE, the RBM and the two baselines.
+
+Candidates are the items a user did not rate in train; relevant items are their test ratings >=
+the threshold; users are the test users with at least one relevant item. ``evaluate`` writes
+the full report (JSON, Markdown, HTML, plots), the flat figures DVC tracks, and an MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from training.baselines import fit_baselines
+from training.config import ConfigError, Params, Paths, get_logger, load_params
+from training.data.preprocess import PreparedData, load_prepared
+from training.metrics.beyond_accuracy import (
+    business_figures,
+    catalog_coverage,
+    genre_matrix,
+    hit_rate,
+    intra_list_diversity,
+    item_cold_start,
+    item_popularity,
+    novelty,
+    user_cold_start,
+)
+from training.metrics.ranking import ranking_metrics, rating_metrics, top_k
+
+log = get_logger("evaluation")
+NEURAL_MODELS = ("sae", "rbm")
+# The K of the headline table, the cold-start buckets and the flat DVC figures' beyond-accuracy
+# part; the nearest configured K is used when 10 is not among params.evaluate.k_values.
+HEADLINE_K = 10
+METRICS_FILE = "evaluation.json"
+
+
+def headline_k(k_values: Sequence[int]) -> int:
+    return min(k_values, key=lambda k: (abs(k - HEADLINE_K), k))
+
+
+def evaluate_scores(
+    scores: torch.Tensor,
+    train: torch.Tensor,
+    test: torch.Tensor,
+    rating_scores: bool = False,
+    k_values: Sequence[int] = (5, 10, 20),
+    threshold: float = 4.0,
+    item_genres: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Every figure of one model's scores [users, items] on the test matrix.
+
+    Rating metrics only when ``scores`` are predicted ratings; diversity only with genres.
+    """
+    if not (scores.shape == train.shape == test.shape):
+        raise ValueError(
+            f"scores {tuple(scores.shape)}, train {tuple(train.shape)} and test "
+            f"{tuple(test.shape)} must have the same shape"
+        )
+    scores, train, test = scores.float().cpu(), train.float().cpu(), test.float().cpu()
+    k_values = sorted(set(k_values))
+    result: dict[str, Any] = {"rating_scores": rating_scores}
+    if rating_scores:
+        result["rating"] = rating_metrics(scores, test)
+    result["ranking"] = ranking_metrics(scores, train, test, k_values, threshold)
+
+    users = (test >= threshold).any(dim=1)
+    relevant = test[users] >= threshold
+    recommended = top_k(scores[users], train[users] > 0, max(k_values))
+    popularity = item_popularity(train)
+    genres = genre_matrix(item_genres) if item_genres is not None else None
+    beyond: dict[str, float] = {}
+    business: dict[str, float] = {}
+    for k in k_values:
+        lists = recommended[:, :k]
+        beyond[f"coverage@{k}"] = catalog_coverage(lists, train.shape[1])
+        beyond[f"novelty@{k}"] = novelty(lists, popularity, train.shape[0])
+        if genres is not None:
+            beyond[f"diversity@{k}"] = intra_list_diversity(lists, genres)
+        result["ranking"][f"hit_rate@{k}"] = hit_rate(lists, relevant)
+        business.update(business_figures(lists, test[users], k))
+    result["beyond_accuracy"] = beyond
+    result["business"] = business
+    k = headline_k(k_values)
+    result["cold_start"] = {
+        "k": k,
+        "users": user_cold_start(scores, train, test, k, threshold, rating_scores),
+        "items": item_cold_start(scores, train, test, k, threshold, rating_scores),
+    }
+    return result
+
+
+def flat_figures(result: dict[str, Any]) -> dict[str, float]:
+    """The scalar figures of one model (rating, ranking, beyond-accuracy, business), for DVC."""
+    flat: dict[str, float] = {}
+    for section in ("rating", "ranking", "beyond_accuracy", "business"):
+        for name, value in result.get(section, {}).items():
+            if name != "n_users" and not (isinstance(value, float) and math.isnan(value)):
+                flat[name] = round(float(value), 6)
+    return flat
+
+
+def mlflow_name(name: str) -> str:
+    """MLflow metric names may not contain '@'."""
+    return name.replace("@", "_at_")
+
+
+def _check_catalogue(name: str, extra: dict, data: PreparedData, path: Path) -> None:
+    item_ids = extra.get("item_ids")
+    if item_ids is not None and item_ids != data.metadata["item_ids"]:
+        raise ConfigError(
+            f"{path}: the {name} checkpoint was trained on another catalogue "
+            f"({extra.get('dataset')}) than data/preprocessed/{data.metadata['dataset']}; "
+            "retrain it (`dvc repro`)"
+        )
+
+
+def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
+    """Score the SAE and RBM checkpoints and the baselines with one protocol; the full report."""
+    from training.models import load_checkpoint
+
+    data = load_prepared(paths.prepared(params.data.dataset))
+    item_genres = [movie["genres"] for movie in data.movies]
+    settings = {
+        "k_values": params.evaluate.k_values,
+        "threshold": float(params.evaluate.relevance_threshold),
+        "item_genres": item_genres,
+    }
+    models: dict[str, Any] = {}
+    training_runs: dict[str, str | None] = {}
+    for name in NEURAL_MODELS:
+        path = paths.checkpoints / f"{name}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no checkpoint; train it first (`movierec train --model {name}`)"
+            )
+        recommender = load_checkpoint(path)
+        extra = getattr(recommender, "extra", {}) or {}
+        _check_catalogue(name, extra, data, path)
+        training_runs[name] = extra.get("mlflow_run_id")
+        models[name] = recommender.evaluate(data.train, data.test, **settings)
+        models[name]["best_epoch"] = recommender.history.best_epoch
+        models[name]["seconds_to_best"] = round(recommender.history.seconds_to_best, 2)
+    for baseline in fit_baselines(data.train):
+        models[baseline.name] = evaluate_scores(
+            baseline.predict(data.train),
+            data.train,
+            data.test,
+            rating_scores=baseline.rating_scores,
+            **settings,
+        )
+    meta = data.metadata
+    return {
+        "dataset": meta["dataset"],
+        "split": meta["split"],
+        "subset": meta.get("subset"),
+        "n_users": meta["n_users"],
+        "n_items": meta["n_items"],
+        "n_train": meta["n_train"],
+        "n_test": meta["n_test"],
+        "protocol": {
+            "k_values": list(params.evaluate.k_values),
+            "relevance_threshold": params.evaluate.relevance_threshold,
+            "headline_k": headline_k(params.evaluate.k_values),
+            "candidates": "items the user did not rate in train",
+            "relevant": f"test ratings >= {params.evaluate.relevance_threshold}",
+            "users": "test users with at least one relevant item",
+        },
+        "training_runs": training_runs,
+        "models": models,
+    }
+
+
+def write_metrics(report: dict[str, Any], path: Path) -> Path:
+    figures = {name: flat_figures(result) for name, result in report["models"].items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def log_evaluation_run(report: dict[str, Any], folder: Path, params: Params, paths: Paths) -> str:
+    """One MLflow run "evaluate": every model's figures, the report and its plots, and tags
+    pointing at each model's training run."""
+    import mlflow
+
+    from training.tracking import configure_mlflow
+
+    configure_mlflow(params.mlflow.experiment_name, paths)
+    with mlflow.start_run(run_name="evaluate") as run:
+        tags = {
+            "stage": "evaluate",
+            "dataset": report["dataset"],
+            "split": report["split"],
+            "subset": report["subset"] or "full",
+        }
+        tags.update(
+            {
+                f"train_run.{name}": run_id
+                for name, run_id in report["training_runs"].items()
+                if run_id
+            }
+        )
+        mlflow.set_tags(tags)
+        mlflow.log_params({f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()})
+        mlflow.log_metrics(
+            {
+                f"{model}.{mlflow_name(name)}": value
+                for model, result in report["models"].items()
+                for name, value in flat_figures(result).items()
+            }
+        )
+        mlflow.log_artifacts(str(folder), artifact_path="report")
+        return run.info.run_id
+
+
+def evaluate_command(
+    params: Annotated[Path, typer.Option("--params", help="params.yaml to read.")] = Path(
+        "params.yaml"
+    ),
+    track: Annotated[bool, typer.Option(help="Log an MLflow run 'evaluate'.")] = True,
+    reports: Annotated[
+        Path | None, typer.Option(help="Report folder; default data/reports.")
+    ] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(help="Flat figures for DVC; default data/metrics/evaluation.json."),
+    ] = None,
+) -> None:
+    """Score SAE, RBM and the baselines with one protocol; write the report and DVC metrics."""
+    from training.report import summary_table, write_report
+
+    loaded = load_params(params)
+    paths = Paths()
+    report = evaluate_models(loaded, paths)
+    folder = reports or paths.reports
+    write_report(report, folder)
+    metrics_path = write_metrics(report, metrics or paths.data / "metrics" / METRICS_FILE)
+    if track:
+        run_id = log_evaluation_run(report, folder, loaded, paths)
+        log.info("evaluation logged to MLflow run %s", run_id)
+    typer.echo(summary_table(report))
+    typer.echo(f"report: {folder / 'evaluation.md'}  metrics: {metrics_path}")
