@@ -18,7 +18,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup up data test lint clean
+.PHONY: help setup up data test lint clean monitor monitor-check dashboards
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,3 +46,15 @@ lint: $(STAMP) ## Ruff lint and format check
 
 clean: ## Remove build outputs (keeps data and the venv)
 	rm -rf model_store/*.mar triton_repo/*/[0-9]*/ .pytest_cache
+
+monitor: $(STAMP) ## Drift report of the logged requests (SINCE=2024-05-01T00:00:00 UNTIL=...)
+	movierec monitor drift $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL))
+
+monitor-check: $(STAMP) ## promtool checks of Prometheus config, alert rules (+ unit tests), dashboards
+	promtool check config docker/prometheus/prometheus.yml
+	promtool check rules docker/prometheus/alert_rules.yml
+	cd docker/prometheus && promtool test rules alert_rules_test.yml
+	$(BIN)/python docker/grafana/generate_dashboards.py --check
+
+dashboards: $(STAMP) ## Regenerate docker/grafana/dashboards/*.json
+	$(BIN)/python docker/grafana/generate_dashboards.py

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Tests never write log files into the checkout's logs/.
+os.environ.setdefault("MOVIEREC_LOG_FILES", "0")
 # Every module in tests/fixtures/ is a plugin: fixtures for real servers shared by test folders.
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"

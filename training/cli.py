@@ -142,7 +142,10 @@ _SERVE = {
     "web": ("web.server", "serve_web_command"),
     "stop": ("training.serving.processes", "stop_command"),
 }
-_MONITOR = {"drift": ("training.monitoring.drift", "drift_command")}
+_MONITOR = {
+    "drift": ("training.monitoring.drift", "drift_command"),
+    "reference": ("training.monitoring.drift", "drift_reference_command"),
+}
 
 
 def _lazy_group(commands: dict[str, tuple[str, str]]) -> type[TyperGroup]:

@@ -79,6 +79,13 @@ class SAEParams(_Section):
     # Learn residuals over a global mean + item bias + folded-in user bias (all inside the model).
     center: bool = True
     bias_reg: float = Field(5.0, ge=0.0)
+    # Also feed which items were rated (0/1 each) beside the ratings: 2 * n_items inputs.
+    implicit_input: bool = False
+    # Exponential moving average of the weights after every step (0 = off): the average is
+    # what validates, early-stops and is saved.
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    # Learning rate multiplied by this after every epoch (1 = constant).
+    lr_decay: float = Field(1.0, gt=0.0, le=1.0)
 
     @field_validator("hidden_layers")
     @classmethod
@@ -180,12 +187,13 @@ def mirror_dir() -> Path | None:
 
 def get_logger(name: str) -> logging.Logger:
     """Loggers are named ``movierec.<area>`` (data, training, api) so one config drives all."""
-    logger = logging.getLogger(f"movierec.{name}")
-    root = logging.getLogger("movierec")
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(os.environ.get("MOVIEREC_LOG_LEVEL", "INFO"))
-        root.propagate = False
-    return logger
+    from training.monitoring.logging_config import configure_logging, is_configured
+
+    if not is_configured():
+        files = os.environ.get("MOVIEREC_LOG_FILES", "1") != "0"
+        configure_logging(
+            Paths().logs if files else None,
+            level=os.environ.get("MOVIEREC_LOG_LEVEL", "INFO"),
+            console_format=os.environ.get("MOVIEREC_LOG_FORMAT", "json"),
+        )
+    return logging.getLogger(f"movierec.{name}")

@@ -20,6 +20,7 @@ from training.data.preprocess import PreparedData, load_prepared
 from training.metrics.ranking import ranking_metrics, rating_metrics
 from training.models import RECOMMENDERS
 from training.models.base import BaseRecommender, EpochCallback, History
+from training.monitoring.training_metrics import TEXTFILE_NAME, write_training_textfile
 
 log = get_logger("training")
 MODEL_NAMES = tuple(RECOMMENDERS)
@@ -149,6 +150,13 @@ def train_model(
             "mlflow_run_id": run.info.run_id if run else None,
         }
         recommender.save_model(checkpoint, extra)
+        write_training_textfile(
+            paths.data / "metrics" / TEXTFILE_NAME,
+            name,
+            history,
+            monitor=recommender.monitor,
+            device=device,
+        )
         if run is not None:
             _log_run_outputs(recommender, history, test_metrics, checkpoint, params)
     finally:

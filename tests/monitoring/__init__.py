@@ -1,0 +1,1 @@
+"""Monitoring: metrics, drift, logs, Prometheus rules and Grafana dashboards."""
