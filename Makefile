@@ -18,7 +18,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup up data test lint clean monitor monitor-check dashboards
+.PHONY: help setup up data test lint clean monitor monitor-check dashboards export-onnx serve-triton bench-triton gpu-check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,3 +58,15 @@ monitor-check: $(STAMP) ## promtool checks of Prometheus config, alert rules (+ 
 
 dashboards: $(STAMP) ## Regenerate docker/grafana/dashboards/*.json
 	$(BIN)/python docker/grafana/generate_dashboards.py
+
+export-onnx: $(STAMP) ## Export SAE, RBM and the hybrid blend to ONNX for Triton (dvc repro export_onnx)
+	dvc repro export_onnx
+
+serve-triton: export-onnx ## Start the bundled tritonserver on CPU (HTTP 8000, gRPC 8001, metrics 8002)
+	movierec serve triton
+
+bench-triton: export-onnx ## Triton gRPC latency/throughput next to in-process onnxruntime
+	$(BIN)/python benchmarks/triton_bench.py
+
+gpu-check: ## On a machine with an NVIDIA GPU: onnxruntime-gpu parity and throughput
+	benchmarks/gpu_check.sh

@@ -1,0 +1,143 @@
+"""The exported graphs: valid ONNX, the agreed signature, and equal to PyTorch on real users."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.triton.checks import assert_valid_top_k
+from training.export.onnx import HybridBlend, onnx_path, run_onnx
+from training.models import load_checkpoint
+from training.serving import triton_names as tn
+
+PARITY_ATOL = 1e-5
+REAL_USERS = 64
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+@pytest.fixture(scope="module")
+def real_ratings(prepared) -> np.ndarray:
+    return prepared.train[:REAL_USERS].numpy()
+
+
+@pytest.mark.parametrize("model", tn.ONNX_MODELS)
+def test_graph_passes_checker_for_triton_24_10(onnx_repo, model):
+    graph = onnx.load(onnx_path(onnx_repo, model))
+    onnx.checker.check_model(graph, full_check=True)
+    assert graph.ir_version <= tn.MAX_ONNX_IR_VERSION
+    assert {o.domain: o.version for o in graph.opset_import}[""] == tn.ONNX_OPSET
+    assert not any(
+        init.data_location == onnx.TensorProto.EXTERNAL for init in graph.graph.initializer
+    )
+
+
+@pytest.mark.parametrize("model", tn.ONNX_MODELS)
+def test_graph_signature_is_the_agreed_one(onnx_repo, prepared, model):
+    graph = onnx.load(onnx_path(onnx_repo, model)).graph
+    n_items = prepared.metadata["n_items"]
+    sizes = {tn.VARIABLE: n_items}
+    for specs, tensors in ((tn.MODEL_INPUTS[model], graph.input), (tn.OUTPUTS, graph.output)):
+        assert [t.name for t in tensors] == [spec.name for spec in specs]
+        for spec, tensor in zip(specs, tensors, strict=True):
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type)
+            assert dtype == spec.numpy_dtype
+            batch, *item_dims = _dims(tensor)
+            assert isinstance(batch, str), f"{tensor.name}: the batch axis must be dynamic"
+            assert item_dims == [sizes.get(d, d) for d in spec.dims]
+
+
+@pytest.mark.parametrize("model", tn.SCORING_MODELS)
+def test_onnxruntime_equals_pytorch_on_real_users(
+    onnx_repo, checkpoints, prepared, real_ratings, model
+):
+    recommender = load_checkpoint(checkpoints[model])
+    with torch.no_grad():
+        expected = recommender.model(torch.from_numpy(real_ratings)).numpy()
+    out = run_onnx(onnx_path(onnx_repo, model), {tn.RATINGS.name: real_ratings})
+    assert out[tn.SCORES.name].shape == (REAL_USERS, prepared.metadata["n_items"])
+    np.testing.assert_allclose(out[tn.SCORES.name], expected, rtol=0, atol=PARITY_ATOL)
+    assert_valid_top_k(
+        expected,
+        real_ratings,
+        prepared.metadata["item_ids"],
+        out[tn.TOP_IDS.name],
+        out[tn.TOP_SCORES.name],
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3, tn.MAX_BATCH_SIZE + 1])
+def test_batch_axis_is_dynamic(onnx_repo, prepared, batch):
+    ratings = prepared.train[:batch].numpy()
+    out = run_onnx(onnx_path(onnx_repo, tn.RBM), {tn.RATINGS.name: ratings})
+    assert out[tn.SCORES.name].shape[0] == len(ratings)
+    assert out[tn.TOP_IDS.name].shape == (len(ratings), tn.TOP_K)
+
+
+def test_hybrid_blend_mixes_the_two_models_like_torchserve(onnx_repo, prepared, real_ratings):
+    from handlers.recommendation import hybrid_scores
+
+    feeds = {tn.RATINGS.name: real_ratings}
+    sae = run_onnx(onnx_path(onnx_repo, tn.SAE), feeds)[tn.SCORES.name]
+    rbm = run_onnx(onnx_path(onnx_repo, tn.RBM), feeds)[tn.SCORES.name]
+    rows = len(real_ratings)
+    patterns = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 1.0]], np.float32)  # sae, rbm, 3:1
+    weights = np.tile(patterns, (rows // 3 + 1, 1))[:rows]
+    blend_feeds = {
+        tn.RATINGS.name: real_ratings,
+        tn.SAE_SCORES.name: sae,
+        tn.RBM_SCORES.name: rbm,
+        tn.WEIGHTS.name: weights,
+    }
+    out = run_onnx(onnx_path(onnx_repo, tn.HYBRID_BLEND), blend_feeds)
+    # TorchServe's hybrid: weights summing to 1, scores min-max scaled over unrated items.
+    normalised = weights / weights.sum(axis=1, keepdims=True)
+    expected = hybrid_scores(
+        {tn.SAE: torch.from_numpy(sae), tn.RBM: torch.from_numpy(rbm)},
+        torch.from_numpy(real_ratings == 0),
+        [{tn.SAE: float(w[0]), tn.RBM: float(w[1])} for w in normalised],
+    ).numpy()
+    np.testing.assert_allclose(out[tn.SCORES.name], expected, atol=PARITY_ATOL)
+    unrated = real_ratings == 0
+    only_sae = out[tn.SCORES.name][0::3]
+    assert np.allclose(only_sae[unrated[0::3]].max(), 1.0) and only_sae.min() >= 0.0
+    assert_valid_top_k(
+        out[tn.SCORES.name],
+        real_ratings,
+        prepared.metadata["item_ids"],
+        out[tn.TOP_IDS.name],
+        out[tn.TOP_SCORES.name],
+    )
+    with torch.no_grad():
+        torch_out = HybridBlend(prepared.metadata["item_ids"])(
+            *map(torch.from_numpy, blend_feeds.values())
+        )[0]
+    np.testing.assert_allclose(out[tn.SCORES.name], torch_out.numpy(), atol=PARITY_ATOL)
+
+
+def test_export_command_writes_the_repository(checkpoints, tmp_path):
+    from training.cli import app
+
+    folder = next(iter(checkpoints.values())).parent
+    result = CliRunner().invoke(
+        app, ["export", "onnx", "--checkpoints", str(folder), "--repo", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    for model in tn.ONNX_MODELS:
+        assert onnx_path(tmp_path, model).is_file()
+    assert (tmp_path / tn.HYBRID / tn.MODEL_VERSION).is_dir()
+
+
+def test_export_command_names_a_missing_checkpoint(tmp_path):
+    from training.cli import app
+
+    result = CliRunner().invoke(
+        app, ["export", "onnx", "--checkpoints", str(tmp_path), "--repo", str(tmp_path / "repo")]
+    )
+    assert result.exit_code == 4
+    assert "sae.pt" in result.output and "not found" in result.output

@@ -1,0 +1,1 @@
+"""Exports of trained checkpoints for serving: TorchServe archives, ONNX for Triton."""

@@ -1,0 +1,288 @@
+"""Export the checkpoints to ONNX for Triton: ``triton_repo/<model>/1/model.onnx``.
+
+Each graph takes raw ratings FP32 [batch, n_items] (0 = unrated, 1-5 stars, columns in
+``metadata.json`` ``item_ids`` order; the model's encoding is inside the graph) and returns
+``scores`` FP32 [batch, n_items] plus the top-k unrated items (``top_ids``: MovieLens ids,
+``top_scores``), so a client can ask for 50 ids instead of every score. A third graph,
+``hybrid_blend``, mixes the two models' scores with per-request weights; the ``hybrid`` ensemble
+chains the three.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import onnx
+import torch
+import typer
+from torch import nn
+
+from training.config import ConfigError, Paths, get_logger
+from training.models import load_checkpoint
+from training.models.base import BaseRecommender
+from training.models.sae import MAX_RATING, MIN_RATING
+from training.serving import triton_names as tn
+
+log = get_logger("export")
+
+# Exported graphs must match PyTorch this closely on the verification batch.
+PARITY_ATOL = 1e-5
+VERIFY_USERS = 16
+VERIFY_DENSITY = 0.05
+VERIFY_SEED = 0
+EXAMPLE_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace with 2 and mark it dynamic
+WEIGHT_EPSILON = 1e-12  # keeps the hybrid's normalisation finite when a client sends zeros
+
+
+class ExportError(RuntimeError):
+    """An exported graph failed its checks (onnx.checker or parity with PyTorch)."""
+
+
+def top_unrated(
+    scores: torch.Tensor, ratings: torch.Tensor, item_ids: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best items the user has not rated: (MovieLens ids, scores), best first."""
+    masked = scores.masked_fill(ratings > 0, float("-inf"))
+    top_scores, columns = masked.topk(k, dim=1)
+    return item_ids[columns], top_scores
+
+
+class ServingGraph(nn.Module):
+    """A model's inference module plus its masked top-k: what Triton serves for sae and rbm."""
+
+    def __init__(self, model: nn.Module, item_ids: list[int], k: int = tn.TOP_K) -> None:
+        super().__init__()
+        self.model = model
+        self.k = k
+        self.register_buffer("item_ids", torch.tensor(item_ids, dtype=torch.int64))
+
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores = self.model(ratings)
+        return (scores, *top_unrated(scores, ratings, self.item_ids, self.k))
+
+
+def minmax_over_unrated(scores: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+    """Per-user min-max scaling to [0, 1] over the unrated items, so models on other scales mix.
+
+    The same rule as TorchServe's hybrid (``handlers.recommendation.minmax_over_candidates``).
+    """
+    candidate = ratings <= 0
+    big = torch.finfo(scores.dtype).max
+    low = torch.where(candidate, scores, torch.full_like(scores, big)).amin(dim=1, keepdim=True)
+    high = torch.where(candidate, scores, torch.full_like(scores, -big)).amax(dim=1, keepdim=True)
+    spread = (high - low).clamp(min=torch.finfo(scores.dtype).eps)
+    return ((scores - low) / spread).clamp(0.0, 1.0)
+
+
+class HybridBlend(nn.Module):
+    """Weighted mix of the SAE's and the RBM's scores, each min-max scaled over unrated items.
+
+    ``weights`` [batch, 2] = (w_sae, w_rbm) per request, normalised to sum 1; negative count as 0.
+    """
+
+    def __init__(self, item_ids: list[int], k: int = tn.TOP_K) -> None:
+        super().__init__()
+        self.k = k
+        self.register_buffer("item_ids", torch.tensor(item_ids, dtype=torch.int64))
+
+    def forward(
+        self,
+        ratings: torch.Tensor,
+        sae_scores: torch.Tensor,
+        rbm_scores: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        weights = weights.clamp(min=0.0)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=WEIGHT_EPSILON)
+        w_sae, w_rbm = weights[:, :1], weights[:, 1:]
+        sae_unit = minmax_over_unrated(sae_scores, ratings)
+        scores = w_sae * sae_unit + w_rbm * minmax_over_unrated(rbm_scores, ratings)
+        return (scores, *top_unrated(scores, ratings, self.item_ids, self.k))
+
+
+def _batch_dim() -> torch.export.Dim:
+    return torch.export.Dim("batch", min=1, max=tn.MAX_BATCH_SIZE * 64)
+
+
+def _to_onnx(
+    module: nn.Module,
+    example: dict[str, torch.Tensor],
+    path: Path,
+    doc: str,
+    metadata: dict[str, str],
+) -> onnx.ModelProto:
+    """Trace with a dynamic batch axis, save as one self-contained file, check it."""
+    module.eval()
+    batch = _batch_dim()
+    output_names = [spec.name for spec in tn.OUTPUTS]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message="# The axis name")  # shared batch axis: fine
+        program = torch.onnx.export(
+            module,
+            tuple(example.values()),
+            input_names=list(example),
+            output_names=output_names,
+            dynamic_shapes={name: {0: batch} for name in example},
+            opset_version=tn.ONNX_OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    # Triton 24.10's onnxruntime reads IR <= 10; nothing newer is used by these graphs.
+    model.ir_version = min(model.ir_version, tn.MAX_ONNX_IR_VERSION)
+    model.doc_string = doc
+    model.producer_name = "movierec"
+    onnx.helper.set_model_props(model, metadata)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{path}: onnx.checker rejected the graph: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    # One file (weights inline): Triton copies and loads model.onnx alone.
+    onnx.save_model(model, tmp, save_as_external_data=False)
+    tmp.replace(path)  # never leave a half-written graph under the served name
+    return model
+
+
+def _verification_ratings(n_items: int, users: int = VERIFY_USERS) -> torch.Tensor:
+    """Sparse random 1-5 ratings; every user rates at least one item."""
+    generator = torch.Generator().manual_seed(VERIFY_SEED)
+    stars = torch.randint(1, 6, (users, n_items), generator=generator).float()
+    rated = torch.rand(users, n_items, generator=generator) < VERIFY_DENSITY
+    rated[:, 0] = True
+    return stars * rated
+
+
+def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a graph with onnxruntime on CPU; returns every output by name."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def _verify(path: Path, module: nn.Module, example: dict[str, torch.Tensor]) -> float:
+    """Largest |onnxruntime - PyTorch| over the scores; raises ExportError above PARITY_ATOL."""
+    with torch.no_grad():
+        expected = module(*example.values())[0].numpy()
+    actual = run_onnx(path, {name: tensor.numpy() for name, tensor in example.items()})
+    error = float(np.abs(actual[tn.SCORES.name] - expected).max())
+    if error > PARITY_ATOL:
+        raise ExportError(f"{path}: onnxruntime differs from PyTorch by {error:.2e}")
+    return error
+
+
+def onnx_path(repo: Path, model: str) -> Path:
+    return repo / model / tn.MODEL_VERSION / tn.ONNX_FILENAME
+
+
+def _metadata(recommender: BaseRecommender, checkpoint: Path) -> dict[str, str]:
+    extra = getattr(recommender, "extra", {})
+    return {
+        "model": recommender.name,
+        "checkpoint": checkpoint.name,
+        "n_items": str(recommender.n_items),
+        "top_k": str(tn.TOP_K),
+        "dataset": str(extra.get("dataset", "")),
+        "mlflow_run_id": str(extra.get("mlflow_run_id") or ""),
+    }
+
+
+def export_model(checkpoint: Path, repo: Path) -> tuple[Path, list[int]]:
+    """Export one checkpoint to ``repo/<name>/1/model.onnx``; returns the path and its item ids."""
+    recommender = load_checkpoint(checkpoint)
+    item_ids = list(getattr(recommender, "extra", {}).get("item_ids") or [])
+    if len(item_ids) != recommender.n_items:
+        raise ConfigError(
+            f"{checkpoint}: holds {len(item_ids)} item_ids for {recommender.n_items} items; "
+            "retrain it with `movierec train`"
+        )
+    if recommender.n_items < tn.TOP_K:
+        raise ConfigError(f"{checkpoint}: {recommender.n_items} items, fewer than top-k {tn.TOP_K}")
+    graph = ServingGraph(recommender.model, item_ids)
+    path = onnx_path(repo, recommender.name)
+    example = {tn.RATINGS.name: _verification_ratings(recommender.n_items)[:EXAMPLE_BATCH]}
+    _to_onnx(
+        graph,
+        example,
+        path,
+        f"movierec {recommender.name}: raw ratings -> scores, top-k",
+        _metadata(recommender, checkpoint),
+    )
+    error = _verify(path, graph, {tn.RATINGS.name: _verification_ratings(recommender.n_items)})
+    log.info("exported %s -> %s (max |onnx - torch| = %.1e)", checkpoint, path, error)
+    return path, item_ids
+
+
+def export_blend(item_ids: list[int], repo: Path) -> Path:
+    """The hybrid ensemble's blending step, as its own graph."""
+    blend = HybridBlend(item_ids)
+    n_items = len(item_ids)
+    generator = torch.Generator().manual_seed(VERIFY_SEED)
+
+    def example(users: int) -> dict[str, torch.Tensor]:
+        return {
+            tn.RATINGS.name: _verification_ratings(n_items, users),
+            tn.SAE_SCORES.name: MIN_RATING
+            + (MAX_RATING - MIN_RATING) * torch.rand(users, n_items, generator=generator),
+            tn.RBM_SCORES.name: torch.rand(users, n_items, generator=generator),
+            tn.WEIGHTS.name: torch.rand(users, tn.N_HYBRID_WEIGHTS, generator=generator),
+        }
+
+    path = onnx_path(repo, tn.HYBRID_BLEND)
+    _to_onnx(
+        blend,
+        example(EXAMPLE_BATCH),
+        path,
+        "movierec hybrid: weighted SAE + RBM scores",
+        {"model": tn.HYBRID_BLEND, "n_items": str(n_items), "top_k": str(tn.TOP_K)},
+    )
+    _verify(path, blend, example(VERIFY_USERS))
+    log.info("exported %s -> %s", tn.HYBRID_BLEND, path)
+    return path
+
+
+def export_all(checkpoints: dict[str, Path], repo: Path) -> dict[str, Path]:
+    """Export the SAE, the RBM and the hybrid blend; the two checkpoints must share a catalogue."""
+    paths: dict[str, Path] = {}
+    catalogues: dict[str, list[int]] = {}
+    for name in tn.SCORING_MODELS:
+        if not checkpoints[name].is_file():
+            raise FileNotFoundError(f"{checkpoints[name]}: checkpoint not found; run `make up`")
+        paths[name], catalogues[name] = export_model(checkpoints[name], repo)
+    if catalogues[tn.SAE] != catalogues[tn.RBM]:
+        raise ConfigError(
+            f"{checkpoints[tn.SAE]} and {checkpoints[tn.RBM]} were trained on different "
+            "catalogues; retrain both on the same dataset"
+        )
+    paths[tn.HYBRID_BLEND] = export_blend(catalogues[tn.SAE], repo)
+    # The ensemble has no file of its own, but Triton wants a version folder for it.
+    (repo / tn.HYBRID / tn.MODEL_VERSION).mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def export_onnx_command(
+    checkpoints: Annotated[
+        Path | None, typer.Option(help="Folder with sae.pt and rbm.pt (default data/checkpoints).")
+    ] = None,
+    repo: Annotated[
+        Path | None, typer.Option(help="Triton model repository (default triton_repo/).")
+    ] = None,
+) -> None:
+    """Export SAE, RBM and the hybrid blend to ONNX: triton_repo/<model>/1/model.onnx."""
+    paths = Paths()
+    folder = checkpoints or paths.checkpoints
+    # The exporter's progress lines and torchvision notes are noise in DVC logs.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    written = export_all(
+        {name: folder / f"{name}.pt" for name in tn.SCORING_MODELS}, repo or paths.triton_repo
+    )
+    for name, path in written.items():
+        typer.echo(f"{name}: {path}")

@@ -1,0 +1,90 @@
+"""The one place for Triton model names, tensor names, dtypes and batch sizes.
+
+The ONNX export, the committed ``config.pbtxt`` files, the gRPC client and the tests all read
+these values; ``tests/triton/test_configs.py`` checks that the configs and the graphs agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Models, as Triton names them (folder names under triton_repo/).
+SAE = "sae"
+RBM = "rbm"
+HYBRID_BLEND = "hybrid_blend"  # the ensemble's last step: weighted mix of the two models' scores
+HYBRID = "hybrid"  # ensemble: ratings + weights -> sae, rbm -> hybrid_blend
+SCORING_MODELS = (SAE, RBM)
+ONNX_MODELS = (SAE, RBM, HYBRID_BLEND)  # every model `movierec export onnx` writes a graph for
+SERVED_MODELS = (SAE, RBM, HYBRID)  # what clients call
+ALL_MODELS = (*ONNX_MODELS, HYBRID)
+
+MODEL_VERSION = "1"
+ONNX_FILENAME = "model.onnx"
+PRODUCTION_CONFIG = "config.pbtxt"
+# `tritonserver --model-config-name=cpu` reads <model>/configs/cpu.pbtxt and falls back to
+# config.pbtxt for models without one (the ensemble).
+CPU_CONFIG_NAME = "cpu"
+# A Python-based backend (backends/<name>/model.py) that runs model.onnx with onnxruntime, for
+# tritonservers without the onnxruntime backend (the one bundled with nvidia-pytriton).
+CPU_BACKEND = "onnxruntime_python"
+PRODUCTION_PLATFORM = "onnxruntime_onnx"
+
+# The official image matching the bundled tritonserver 2.51; its onnxruntime (1.19) reads ONNX
+# IR versions up to 10 and opsets up to 21.
+TRITON_RELEASE = "24.10"
+TRITON_SERVER_VERSION = "2.51.0"
+TRITON_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-py3"
+ONNX_OPSET = 18
+MAX_ONNX_IR_VERSION = 10
+
+# Batching: the same in the production and the CPU configs.
+MAX_BATCH_SIZE = 256
+PREFERRED_BATCH_SIZES = (16, 64, 256)
+MAX_QUEUE_DELAY_US = 100
+
+# Top-k computed inside the graphs (rated items masked out), so clients need not fetch all scores.
+TOP_K = 50
+# Hybrid weights per request: [w_sae, w_rbm], non-negative, not both zero.
+N_HYBRID_WEIGHTS = 2
+
+# Tensors. dims exclude the batch axis; -1 = the catalogue size (fixed in each graph, so one
+# config serves any dataset; a request of the wrong width is rejected by the backend).
+VARIABLE = -1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    triton_dtype: str  # as the inference protocol spells it (FP32, INT64)
+    dims: tuple[int, ...]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(TRITON_TO_NUMPY[self.triton_dtype])
+
+    @property
+    def config_dtype(self) -> str:
+        """The model-config enum name (TYPE_FP32)."""
+        return f"TYPE_{self.triton_dtype}"
+
+
+TRITON_TO_NUMPY = {"FP32": np.float32, "INT64": np.int64}
+
+RATINGS = TensorSpec("ratings", "FP32", (VARIABLE,))
+WEIGHTS = TensorSpec("weights", "FP32", (N_HYBRID_WEIGHTS,))
+SCORES = TensorSpec("scores", "FP32", (VARIABLE,))
+TOP_IDS = TensorSpec("top_ids", "INT64", (TOP_K,))  # MovieLens item ids, best first
+TOP_SCORES = TensorSpec("top_scores", "FP32", (TOP_K,))
+SAE_SCORES = TensorSpec("sae_scores", "FP32", (VARIABLE,))
+RBM_SCORES = TensorSpec("rbm_scores", "FP32", (VARIABLE,))
+
+OUTPUTS = (SCORES, TOP_IDS, TOP_SCORES)
+MODEL_INPUTS: dict[str, tuple[TensorSpec, ...]] = {
+    SAE: (RATINGS,),
+    RBM: (RATINGS,),
+    HYBRID_BLEND: (RATINGS, SAE_SCORES, RBM_SCORES, WEIGHTS),
+    HYBRID: (RATINGS, WEIGHTS),
+}
+MODEL_OUTPUTS: dict[str, tuple[TensorSpec, ...]] = {name: OUTPUTS for name in ALL_MODELS}
