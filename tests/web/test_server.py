@@ -1,0 +1,36 @@
+"""``movierec serve web``: gunicorn starts, answers /api/v1/health, records its pid, stops."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from training.serving import processes
+from web.server import SERVICE, serve_web_command
+
+pytestmark = pytest.mark.slow
+
+
+def test_serve_web_starts_gunicorn_and_stops(project_home, checkpoints, monkeypatch, tmp_path):
+    from training.config import Paths
+
+    paths = Paths(project_home)
+    monkeypatch.setenv("MOVIEREC_HOME", str(project_home))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'served.sqlite3'}")
+    monkeypatch.setenv("MODEL_BACKEND", "inprocess")
+    monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
+    monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
+    port = processes.free_port()
+    serve_web_command(host=processes.LOOPBACK, port=port, workers=1, dev=False, timeout=60)
+    try:
+        pid = processes.read_pid(SERVICE, project_home)
+        assert pid is not None
+        health = requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
+        assert health.status_code == 200 and health.json()["database"] == "ok"
+        page = requests.get(f"http://127.0.0.1:{port}/search?q=toy", timeout=10)
+        assert "Toy Story" in page.text
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert "http_request_duration_seconds" in metrics.text
+    finally:
+        assert processes.stop_service(SERVICE, project_home) is True
+    assert processes.read_pid(SERVICE, project_home) is None

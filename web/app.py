@@ -1,0 +1,132 @@
+"""The Flask app factory: settings, database, catalogue, model backend, cache, blueprints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from htmx_flask import Htmx
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from training.config import get_logger
+from web import compression, db, errors, instrumentation
+from web.analytics import HTTP_EVENT, load_offline_report
+from web.backends import ModelBackend, make_backend
+from web.cache import RecommendationCache, make_cache
+from web.catalog import Catalog
+from web.config import WebSettings
+from web.recommending import MS_PER_S, Recommender, record_event
+
+log = get_logger("web")
+
+# Requests that are not worth an analytics event (assets, probes, scrapes).
+UNTRACKED_ENDPOINTS = {"static", "api_health.health", "movierec_metrics"}
+
+
+@dataclass
+class Services:
+    settings: WebSettings
+    engine: Engine
+    catalog: Catalog
+    backend: ModelBackend
+    cache: RecommendationCache
+    recommender: Recommender
+    limiter: Limiter
+
+
+def services() -> Services:
+    return current_app.extensions["movierec"]
+
+
+def create_app(settings: WebSettings | None = None) -> Flask:
+    settings = settings or WebSettings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SETTINGS=settings,
+        TESTING=settings.testing,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+    )
+    Htmx(app)
+    # First, so its request-id hook runs before ours and every later hook sees the id.
+    instrumentation.init_app(app)
+
+    engine = db.make_engine(settings.database_url, settings.db_pool_size)
+    if settings.auto_migrate:
+        db.upgrade(engine)
+    db.init_app(app, engine)
+
+    backend = make_backend(settings)
+    cache = make_cache(
+        settings.redis_url, settings.cache_prefix, settings.cache_size, settings.cache_ttl_s
+    )
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        key_prefix=f"{settings.cache_prefix}limits",
+        headers_enabled=True,
+        strategy="moving-window",
+    )
+    app.extensions["movierec"] = Services(
+        settings=settings,
+        engine=engine,
+        catalog=Catalog.load(settings.movies_path),
+        backend=backend,
+        cache=cache,
+        recommender=Recommender(backend, cache),
+        limiter=limiter,
+    )
+
+    _register_request_hooks(app)
+    _register_blueprints(app, limiter, settings)
+    errors.init_app(app)
+    compression.init_app(app)
+    report = load_offline_report(settings.evaluation_report)
+    if report is not None:
+        instrumentation.set_offline_metrics(report)
+    from web.commands import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _register_blueprints(app: Flask, limiter: Limiter, settings: WebSettings) -> None:
+    from web.views import analytics, api, pages, recommendations
+
+    limiter.limit(lambda: settings.rate_limit)(api.bp)
+    for blueprint in (pages.bp, recommendations.bp, analytics.bp, api.bp, api.health_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = instrumentation.request_id()
+
+    @app.after_request
+    def _finish(response):
+        # Unmatched URLs (favicon probes, typos) are not pages worth counting.
+        if request.endpoint and request.endpoint not in UNTRACKED_ENDPOINTS and "started" in g:
+            latency_ms = (time.perf_counter() - g.started) * MS_PER_S
+            session = db.get_session()
+            try:
+                record_event(
+                    session,
+                    HTTP_EVENT,
+                    request.endpoint,
+                    response.status_code,
+                    latency_ms,
+                )
+            except SQLAlchemyError:  # analytics must never break the answer itself
+                session.rollback()
+                log.exception("could not record the request event")
+        return response

@@ -1,0 +1,98 @@
+"""Triton over gRPC: raw scores for a rating vector; top-k, explanations and the popularity
+fallback are done here with the handlers' rules (``web.backends.ranking``)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from handlers import recommendation as rec
+from training.serving import triton_names as tn
+from training.serving.triton_client import (
+    TritonClient,
+    TritonClientError,
+    TritonInvalidInputError,
+    hybrid_weights,
+)
+from web.backends import ranking
+from web.backends.base import (
+    BackendRejected,
+    BackendUnavailable,
+    ModelBackend,
+    RecommendationResult,
+    RecommendRequest,
+)
+
+TRITON_VERSION = f"triton-{tn.MODEL_VERSION}"
+
+
+class TritonBackend(ModelBackend):
+    name = "triton"
+
+    def __init__(
+        self, grpc_url: str, timeout_s: float, prepared_dir: Path, checkpoints_dir: Path | None
+    ) -> None:
+        self.client = TritonClient(grpc_url, timeout_s)
+        self.prepared_dir = Path(prepared_dir)
+        self.checkpoints_dir = Path(checkpoints_dir) if checkpoints_dir else None
+        self._lock = threading.Lock()
+        self._catalogue: rec.Catalogue | None = None
+        self._vectors: dict[str, torch.Tensor] | None = None
+
+    def _ensure_catalogue(self) -> rec.Catalogue:
+        with self._lock:
+            if self._catalogue is None:
+                self._catalogue = ranking.catalogue_from_prepared(self.prepared_dir)
+                self._vectors = self._load_vectors()
+            return self._catalogue
+
+    def _load_vectors(self) -> dict[str, torch.Tensor] | None:
+        """Item vectors for explanations come from the checkpoints when they are at hand."""
+        from training.models import load_checkpoint
+
+        if self.checkpoints_dir is None:
+            return None
+        try:
+            states = {
+                name: dict(load_checkpoint(self.checkpoints_dir / f"{name}.pt").model.state_dict())
+                for name in ranking.HYBRID_PARTS
+            }
+        except (FileNotFoundError, ValueError):
+            return None
+        return ranking.explanation_vectors(states)
+
+    def recommend(
+        self, model: str, query: RecommendRequest, request_id: str
+    ) -> RecommendationResult:
+        catalogue = self._ensure_catalogue()
+        user = ranking.parse(query, catalogue, model)
+        scores = predicted = None
+        if user.ratings:
+            inputs = rec.ratings_matrix([user], catalogue.n_items).numpy()
+            weights = None
+            if model == tn.HYBRID:
+                weights = hybrid_weights(user.weights["sae"], user.weights["rbm"], 1)
+            try:
+                raw = self.client.scores(model, inputs, weights)
+            except TritonInvalidInputError as exc:
+                raise BackendRejected(str(exc)) from exc
+            except TritonClientError as exc:
+                raise BackendUnavailable(f"Triton at {self.client.url}: {exc}") from exc
+            scores = torch.from_numpy(np.asarray(raw[0], dtype=np.float32))
+            predicted = scores if model == tn.SAE else None
+        vectors = self._vectors[model] if self._vectors else None
+        return ranking.rank(model, TRITON_VERSION, catalogue, vectors, user, scores, predicted)
+
+    def health(self) -> dict[str, str]:
+        state = self.client.health()
+        if "error" in state:
+            return {model: str(state["error"]) for model in tn.SERVED_MODELS}
+        return {
+            model: "ready" if ready else "not ready" for model, ready in state["models"].items()
+        }
+
+    def close(self) -> None:
+        self.client.close()

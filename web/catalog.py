@@ -1,0 +1,84 @@
+"""The movie catalogue (from the prepared ``movies.json``), held in memory for search and titles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.config import ConfigError
+
+MAX_SEARCH_RESULTS = 20
+
+
+@dataclass(frozen=True)
+class Movie:
+    movie_id: int
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.year})" if self.year else self.title
+
+
+class Catalog:
+    def __init__(self, movies: list[Movie]) -> None:
+        self._by_id = {movie.movie_id: movie for movie in movies}
+        self.movies = sorted(movies, key=lambda movie: movie.title.casefold())
+        self.genres = sorted({genre for movie in movies for genre in movie.genres})
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        try:
+            rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"{path}: movie catalogue not found (run `movierec data prepare` or set "
+                "MOVIES_PATH)"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from exc
+        return cls(
+            [
+                Movie(
+                    int(row["movie_id"]),
+                    row["title"],
+                    row.get("year"),
+                    tuple(row.get("genres", ())),
+                )
+                for row in rows
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, movie_id: object) -> bool:
+        return movie_id in self._by_id
+
+    def get(self, movie_id: int) -> Movie | None:
+        return self._by_id.get(movie_id)
+
+    def search(
+        self,
+        query: str = "",
+        year: int | None = None,
+        genre: str | None = None,
+        limit: int = MAX_SEARCH_RESULTS,
+    ) -> list[Movie]:
+        """Titles containing every word of ``query`` (case-insensitive), prefix matches first."""
+        words = query.casefold().split()
+        if not words and year is None and not genre:
+            return []
+        matches = [
+            movie
+            for movie in self.movies
+            if all(word in movie.title.casefold() for word in words)
+            and (year is None or movie.year == year)
+            and (not genre or genre in movie.genres)
+        ]
+        first = words[0] if words else ""
+        matches.sort(key=lambda movie: not movie.title.casefold().startswith(first))
+        return matches[:limit]

@@ -1,0 +1,145 @@
+"""The web app's settings: read from the environment once, validated in one place.
+
+``WebSettings.from_env()`` is the only code that looks at environment variables; everything else
+receives a settings object (tests build one directly).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from training.config import ConfigError, Paths
+
+MODEL_NAMES = ("sae", "rbm", "hybrid")
+DEFAULT_DATASET = "ml-100k"
+# Generated secrets are fine for a dev server; production sets SECRET_KEY and JWT_SECRET.
+GENERATED_SECRET_BYTES = 32
+# PyJWT warns below 32 bytes for HS256 (RFC 7518 section 3.2).
+MIN_SECRET_LENGTH = 32
+
+# Environment variable -> settings field. One table, so the README and the code agree.
+ENV_VARS = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "MODEL_BACKEND": "model_backend",
+    "TORCHSERVE_URL": "torchserve_url",
+    "TORCHSERVE_TOKEN": "torchserve_token",
+    "TRITON_GRPC_URL": "triton_grpc_url",
+    "MODEL_TIMEOUT_S": "model_timeout_s",
+    "MODEL_CHECKPOINTS": "checkpoints_dir",
+    "SECRET_KEY": "secret_key",
+    "JWT_SECRET": "jwt_secret",
+    "JWT_TTL_S": "jwt_ttl_s",
+    "API_KEYS": "api_keys",
+    "MOVIES_PATH": "movies_path",
+    "EVALUATION_REPORT": "evaluation_report",
+    "RATE_LIMIT": "rate_limit",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "CACHE_SIZE": "cache_size",
+    "CACHE_TTL_S": "cache_ttl_s",
+    "CACHE_PREFIX": "cache_prefix",
+    "AB_EXPERIMENT": "ab_experiment",
+    "AB_ARMS": "ab_arms",
+    "DB_POOL_SIZE": "db_pool_size",
+    "DB_AUTO_MIGRATE": "auto_migrate",
+    "HYBRID_WEIGHT_SAE": "hybrid_weight_sae",
+}
+
+
+class WebSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Paths().data / 'web.sqlite3'}",
+        description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db",
+    )
+    redis_url: str | None = None
+    model_backend: Literal["torchserve", "triton", "inprocess"] = "torchserve"
+    torchserve_url: str = "http://127.0.0.1:8080"
+    torchserve_token: str | None = None
+    triton_grpc_url: str = "127.0.0.1:8001"
+    model_timeout_s: float = Field(2.0, gt=0, le=60)
+    checkpoints_dir: Path = Field(default_factory=lambda: Paths().checkpoints)
+    secret_key: str = Field(default_factory=lambda: secrets.token_hex(GENERATED_SECRET_BYTES))
+    jwt_secret: str = Field(default_factory=lambda: secrets.token_hex(GENERATED_SECRET_BYTES))
+    jwt_ttl_s: int = Field(3600, ge=60, le=30 * 24 * 3600)
+    api_keys: tuple[str, ...] = ()
+    movies_path: Path = Field(
+        default_factory=lambda: Paths().prepared(DEFAULT_DATASET) / "movies.json"
+    )
+    evaluation_report: Path = Field(default_factory=lambda: Paths().reports / "evaluation.json")
+    rate_limit: str = "120 per minute"
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    cache_size: int = Field(4096, ge=0)
+    cache_ttl_s: int = Field(600, ge=1)
+    cache_prefix: str = "movierec:"
+    ab_experiment: str = "model-arm-v1"
+    ab_arms: tuple[str, ...] = ("sae", "rbm")
+    db_pool_size: int = Field(5, ge=1, le=100)
+    auto_migrate: bool = True
+    hybrid_weight_sae: float = Field(0.5, ge=0.0, le=1.0)
+    testing: bool = False
+
+    @field_validator("api_keys", "ab_arms", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ab_arms")
+    @classmethod
+    def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [arm for arm in arms if arm not in MODEL_NAMES]
+        if unknown or len(arms) < 2 or len(set(arms)) != len(arms):
+            raise ValueError(f"AB_ARMS must name two or more distinct models of {MODEL_NAMES}")
+        return arms
+
+    @field_validator("secret_key", "jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3_driver(cls, url: str) -> str:
+        # psycopg 3 is the installed driver; plain postgresql:// would ask for psycopg2.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @field_validator("torchserve_url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    @property
+    def hybrid_weights(self) -> dict[str, float]:
+        return {"sae": self.hybrid_weight_sae, "rbm": 1.0 - self.hybrid_weight_sae}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> WebSettings:
+        """Settings from environment variables (``ENV_VARS``), then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            field: environ[var] for var, field in ENV_VARS.items() if environ.get(var)
+        }
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            fields_to_vars = {field: var for var, field in ENV_VARS.items()}
+            lines = []
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                lines.append(f"{fields_to_vars.get(field, field)}: {error['msg']}")
+            raise ConfigError("invalid web settings:\n  " + "\n  ".join(lines)) from exc

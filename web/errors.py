@@ -1,0 +1,70 @@
+"""Error answers: JSON under /api, an HTML fragment for htmx, a page otherwise."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from web.auth import AuthError
+from web.backends import BackendRejected, BackendUnavailable
+from web.validation import InvalidInput
+
+API_PREFIX = "/api/"
+UNPROCESSABLE = 422
+SERVICE_UNAVAILABLE = 503
+
+
+def _is_api() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def error_response(
+    status: int, message: str, details: list[dict] | None = None, headers: dict | None = None
+) -> Response | tuple:
+    if _is_api():
+        body = {"error": message, "status": status}
+        if details:
+            body["details"] = details
+        response = jsonify(body)
+    else:
+        template = "partials/error.html" if request.htmx else "error.html"
+        response = Response(
+            render_template(template, status=status, message=message, details=details or []),
+            mimetype="text/html",
+        )
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(InvalidInput)
+    def _invalid(exc: InvalidInput):
+        details = [{"field": field, "message": message} for field, message in exc.errors]
+        return error_response(UNPROCESSABLE, f"invalid input: {exc}", details)
+
+    @app.errorhandler(AuthError)
+    def _unauthorized(exc: AuthError):
+        return error_response(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+    @app.errorhandler(BackendUnavailable)
+    def _backend_down(exc: BackendUnavailable):
+        return error_response(SERVICE_UNAVAILABLE, f"model server unavailable: {exc}")
+
+    @app.errorhandler(BackendRejected)
+    def _backend_rejected(exc: BackendRejected):
+        return error_response(UNPROCESSABLE, f"the model server refused the input: {exc}")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        messages = {
+            413: f"request body too large (limit {app.config['MAX_CONTENT_LENGTH']} bytes)",
+            429: f"rate limit exceeded ({exc.description}); slow down and retry later",
+        }
+        headers = {}
+        if exc.code == 429 and exc.get_response().headers.get("Retry-After"):
+            headers["Retry-After"] = exc.get_response().headers["Retry-After"]
+        return error_response(
+            exc.code or 500, messages.get(exc.code, exc.description or exc.name), headers=headers
+        )

@@ -1,0 +1,111 @@
+"""Serving a recommendation: cache, model backend, impressions and events, timed and counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from web import instrumentation
+from web.backends import ModelBackend, RecommendationResult, RecommendRequest
+from web.cache import RecommendationCache, cache_key
+from web.tables import Event, Impression
+
+MS_PER_S = 1000.0
+
+
+@dataclass(frozen=True)
+class Served:
+    result: RecommendationResult
+    cache_hit: bool
+    latency_ms: float
+
+
+class Recommender:
+    """Answers from the cache when the same model version has seen the same ratings."""
+
+    def __init__(self, backend: ModelBackend, cache: RecommendationCache) -> None:
+        self.backend = backend
+        self.cache = cache
+        # The version each model last answered with: part of the cache key, learnt on first call.
+        self._versions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def recommend(
+        self, user: str, model: str, query: RecommendRequest, request_id: str, endpoint: str
+    ) -> Served:
+        """Raises BackendError when the model server cannot answer (and nothing is cached)."""
+        started = time.perf_counter()
+        version = self._versions.get(model)
+        key = None
+        if version is not None:
+            key = cache_key(model, version, query.ratings, query.k, query.weights)
+            cached = self.cache.get(user, key)
+            if cached is not None:
+                instrumentation.record_cache(True)
+                result = RecommendationResult.from_dict(cached)
+                return Served(result, True, (time.perf_counter() - started) * MS_PER_S)
+        instrumentation.record_cache(False)
+        predict_started = time.perf_counter()
+        result = self.backend.recommend(model, query, request_id)
+        instrumentation.observe_prediction(model, endpoint, time.perf_counter() - predict_started)
+        instrumentation.record_request_for_drift(
+            query.ratings, [item.score for item in result.recommendations], model
+        )
+        with self._lock:
+            self._versions[model] = result.version
+        key = cache_key(model, result.version, query.ratings, query.k, query.weights)
+        self.cache.put(user, key, result.to_dict())
+        return Served(result, False, (time.perf_counter() - started) * MS_PER_S)
+
+    def forget_user(self, user: str) -> int:
+        """A rating changed: that user's cached answers are stale."""
+        return self.cache.invalidate_user(user)
+
+
+def record_impressions(
+    db: Session, user_id: int, arm: str, result: RecommendationResult, request_id: str
+) -> None:
+    rows = [
+        Impression(
+            user_id=user_id,
+            model=result.model,
+            arm=arm,
+            movie_id=item.movie_id,
+            position=position,
+            request_id=request_id,
+        )
+        for position, item in enumerate(result.recommendations)
+    ]
+    db.add_all(rows)
+    db.commit()
+    instrumentation.record_impressions(result.model, arm, len(rows))
+
+
+def record_event(
+    db: Session,
+    kind: str,
+    endpoint: str,
+    status: int,
+    latency_ms: float,
+    model: str | None = None,
+    cache_hit: bool | None = None,
+) -> None:
+    db.add(
+        Event(
+            kind=kind,
+            endpoint=endpoint,
+            model=model,
+            status=status,
+            latency_ms=latency_ms,
+            cache_hit=cache_hit,
+        )
+    )
+    db.commit()
+
+
+def ratings_for_backend(ratings: Mapping[int, int]) -> dict[int, int]:
+    return {int(movie): int(rating) for movie, rating in ratings.items()}

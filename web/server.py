@@ -1,0 +1,105 @@
+"""``movierec serve web``: the web app under gunicorn (or Flask's dev server), returning once it
+answers ``/api/v1/health``; ``movierec serve stop --what web`` stops it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import psutil
+import typer
+
+from training.config import REPO_ROOT, Paths
+from training.serving import processes
+from web import db
+from web.config import WebSettings
+
+SERVICE = "web"
+DEFAULT_PORT = 5000
+# One worker with threads by default: each process keeps its own Prometheus registry, so one
+# process gives /metrics the whole picture (see training/monitoring/metrics.py).
+DEFAULT_WORKERS = 1
+THREADS_PER_WORKER = 8
+READY_TIMEOUT_S = 60.0
+HEALTH_PATH = "/api/v1/health"
+GUNICORN_TIMEOUT_S = 30
+APP_FACTORY = "web:create_app()"
+
+
+def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--worker-class", "gthread",
+        "--threads", str(threads),
+        "--timeout", str(GUNICORN_TIMEOUT_S),
+        "--access-logfile", "-",
+        # The default control socket is one path per user: two instances would fight over it.
+        "--no-control-socket",
+        # The code's folder, whichever folder MOVIEREC_HOME (data, logs) points at.
+        "--pythonpath", str(REPO_ROOT),
+        APP_FACTORY,
+    ]  # fmt: skip
+
+
+def dev_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "web", "run", "--host", host,
+            "--port", str(port), "--no-reload"]  # fmt: skip
+
+
+def start_web(
+    host: str, port: int, workers: int, dev: bool, log_file: Path, timeout: float
+) -> psutil.Process:
+    """Migrate the database once, start the server detached, wait for its health answer."""
+    settings = WebSettings.from_env()  # fail here, with the variable's name, not in a worker
+    db.upgrade(db.make_engine(settings.database_url, pool_size=1))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DB_AUTO_MIGRATE": "false"}
+    # Workers must share secrets, or a session cookie signed by one fails in another.
+    env.setdefault("SECRET_KEY", settings.secret_key)
+    env.setdefault("JWT_SECRET", settings.jwt_secret)
+    command = (
+        dev_command(host, port)
+        if dev
+        else gunicorn_command(host, port, workers, THREADS_PER_WORKER)
+    )
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+    server = psutil.Process(process.pid)
+    try:
+        processes.wait_http(f"http://{host}:{port}{HEALTH_PATH}", timeout, process=server)
+    except processes.ServiceUnavailableError:
+        processes.terminate(process.pid)
+        raise
+    return server
+
+
+def serve_web_command(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = processes.LOOPBACK,
+    port: Annotated[int, typer.Option(help="Port to bind.")] = DEFAULT_PORT,
+    workers: Annotated[
+        int, typer.Option(min=1, help="gunicorn worker processes.")
+    ] = DEFAULT_WORKERS,
+    dev: Annotated[bool, typer.Option(help="Flask's development server instead.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = READY_TIMEOUT_S,
+) -> None:
+    """Start the web app (gunicorn) and return once it answers /api/v1/health."""
+    running = processes.read_pid(SERVICE)
+    if running is not None:
+        typer.echo(f"web app already runs (pid {running}); `movierec serve stop --what web`")
+        return
+    log_file = Paths().logs / "web.log"
+    server = start_web(host, port, workers, dev, log_file, timeout)
+    processes.write_pid(SERVICE, server.pid)
+    typer.echo(f"web app ready on http://{host}:{port} (pid {server.pid}); log {log_file}")

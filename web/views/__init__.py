@@ -1,0 +1,1 @@
+"""Blueprints: pages (search, profile, ratings), recommendations, analytics, the JSON API."""
