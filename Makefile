@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 ONNXRUNTIME_EXTRA ?= cpu
+WEB_PORT ?= 5000
+MODEL ?= sae
+TRIALS ?= 20
 
 # A local MovieLens mirror is used when one sits beside the checkout (CI's ../shared/data);
 # otherwise the data is downloaded from GroupLens and checked against its checksums.
@@ -18,11 +21,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup up data test lint clean monitor monitor-check dashboards export-onnx serve-triton bench-triton gpu-check
+.PHONY: help setup system-deps up pipeline data train evaluate tune export export-torchserve \
+	export-onnx serve serve-triton web down test lint clean bench bench-smoke soak \
+	bench-torchserve bench-triton gpu-check monitor monitor-check dashboards images compose-up
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# --- environment ---------------------------------------------------------------------------
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +38,54 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the project with its dev tools
 
+system-deps: ## Debian packages the tests need: chromium (browser test), prometheus (promtool); root only
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# --- the pipeline (dvc.yaml) -----------------------------------------------------------------
+pipeline: $(STAMP) ## Reproduce the whole DVC pipeline: data, training, evaluation, exports
+	dvc repro
+
 data: $(STAMP) ## Fetch and preprocess the MovieLens data (dvc repro prepare)
 	dvc repro prepare
 
-up: data ## Run the whole system on its defaults
+train: $(STAMP) ## Train SAE and RBM (MLflow-tracked)
+	dvc repro train_sae train_rbm
 
+evaluate: $(STAMP) ## Score SAE, RBM and the baselines (report: data/reports/evaluation.html)
+	dvc repro evaluate
+
+tune: $(STAMP) ## Optuna search, best params written to params.yaml (MODEL=sae|rbm TRIALS=20)
+	movierec tune --model $(MODEL) --trials $(TRIALS) --write
+
+export: export-torchserve export-onnx ## Build the .mar archives and the ONNX models
+
+export-torchserve: $(STAMP) ## Build model_store/{sae,rbm,hybrid}.mar
+	dvc repro export_torchserve
+
+export-onnx: $(STAMP) ## Export SAE, RBM and the hybrid blend to ONNX for Triton
+	dvc repro export_onnx
+
+# --- serving ---------------------------------------------------------------------------------
+up: pipeline serve web ## Run the whole system on its defaults: pipeline, TorchServe, web app on :5000
+	@echo "web app: http://127.0.0.1:$(WEB_PORT)   (make down stops everything)"
+
+serve: export-torchserve ## Start TorchServe (dev config, loopback) and wait until the models answer
+	movierec serve torchserve
+
+serve-triton: export-onnx ## Start the bundled tritonserver on CPU (HTTP 8000, gRPC 8001, metrics 8002)
+	movierec serve triton
+
+web: $(STAMP) ## Start the web app on http://127.0.0.1:5000 (gunicorn; TorchServe backend by default)
+	movierec serve web --port $(WEB_PORT)
+
+down: ## Stop the web app and the model servers (waits for them to exit)
+	movierec serve stop --what all
+
+# --- quality ---------------------------------------------------------------------------------
 test: $(STAMP) ## Run the whole test suite (slow integration tests included)
 	$(BIN)/pytest
 
@@ -47,6 +96,26 @@ lint: $(STAMP) ## Ruff lint and format check
 clean: ## Remove build outputs (keeps data and the venv)
 	rm -rf model_store/*.mar triton_repo/*/[0-9]*/ .pytest_cache
 
+# --- benchmarks ------------------------------------------------------------------------------
+bench: $(STAMP) ## Locust load tests of every scenario, report in benchmarks/results/load_report.md
+	$(BIN)/python benchmarks/run_load.py --bench
+
+bench-smoke: $(STAMP) ## A few seconds of every Locust scenario; fails on any request failure
+	$(BIN)/python benchmarks/run_load.py --smoke
+
+soak: $(STAMP) ## 50 users for 5 minutes against TorchServe + web; failures and server RSS
+	$(BIN)/python benchmarks/run_load.py --soak
+
+bench-torchserve: export-torchserve ## TorchServe HTTP latency/throughput next to the in-process model
+	$(BIN)/python benchmarks/torchserve_bench.py
+
+bench-triton: export-onnx ## Triton gRPC latency/throughput next to in-process onnxruntime
+	$(BIN)/python benchmarks/triton_bench.py
+
+gpu-check: ## On a machine with an NVIDIA GPU: onnxruntime-gpu parity and throughput
+	benchmarks/gpu_check.sh
+
+# --- monitoring ------------------------------------------------------------------------------
 monitor: $(STAMP) ## Drift report of the logged requests (SINCE=2024-05-01T00:00:00 UNTIL=...)
 	movierec monitor drift $(if $(SINCE),--since $(SINCE)) $(if $(UNTIL),--until $(UNTIL))
 
@@ -59,14 +128,11 @@ monitor-check: $(STAMP) ## promtool checks of Prometheus config, alert rules (+ 
 dashboards: $(STAMP) ## Regenerate docker/grafana/dashboards/*.json
 	$(BIN)/python docker/grafana/generate_dashboards.py
 
-export-onnx: $(STAMP) ## Export SAE, RBM and the hybrid blend to ONNX for Triton (dvc repro export_onnx)
-	dvc repro export_onnx
+# --- containers (need a Docker engine) -------------------------------------------------------
+images: ## Build the Docker images (`make pipeline` first for model_store/*.mar)
+	docker build -f docker/Dockerfile.torchserve -t movierec-torchserve .
+	docker build -f docker/Dockerfile.web -t movierec-web .
+	docker build -f docker/Dockerfile.training -t movierec-training .
 
-serve-triton: export-onnx ## Start the bundled tritonserver on CPU (HTTP 8000, gRPC 8001, metrics 8002)
-	movierec serve triton
-
-bench-triton: export-onnx ## Triton gRPC latency/throughput next to in-process onnxruntime
-	$(BIN)/python benchmarks/triton_bench.py
-
-gpu-check: ## On a machine with an NVIDIA GPU: onnxruntime-gpu parity and throughput
-	benchmarks/gpu_check.sh
+compose-up: ## Start the whole stack with Docker Compose (docker/.env holds the secrets)
+	docker compose -f docker/docker-compose.yml --env-file docker/.env up -d --build
