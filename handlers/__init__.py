@@ -1,0 +1,1 @@
+"""TorchServe handlers (SAE, RBM, hybrid) and the recommendation logic they share."""

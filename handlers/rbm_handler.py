@@ -1,0 +1,13 @@
+"""TorchServe handler of the RBM: scores are p(v = 1 | h), the chance the user rates a movie."""
+
+from __future__ import annotations
+
+try:  # inside a .mar the extra files sit beside the handler, as top-level modules
+    from recommender_handler import RecommenderHandler
+except ImportError:  # in the repository
+    from handlers.recommender_handler import RecommenderHandler
+
+
+class RBMHandler(RecommenderHandler):
+    name = "rbm"
+    parts = ("rbm",)

@@ -1,0 +1,471 @@
+"""The serving logic every recommendation handler shares, free of TorchServe so it unit-tests alone.
+
+Request parsing and validation (each failure is a ``RequestError`` with a stable code and HTTP
+status, see ``ERRORS``), movie id <-> column mapping, top-k with ``exclude_rated``, "because you
+rated X" explanations from item-item cosine similarity in the model's own weights, the popularity
+fallback for users with no ratings, score normalisation for the hybrid, and response building.
+
+Inside a ``.mar`` this file ships as an extra file and is imported as a top-level module, so it
+depends on nothing but the standard library and torch (orjson when present).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:  # 3-5x faster JSON; the worker falls back to the standard library without it
+    import orjson
+except ImportError:  # pragma: no cover - orjson is pinned in the project
+    orjson = None
+
+MIN_RATING, MAX_RATING = 1.0, 5.0
+LIKED_RATING = 4.0  # explanations come from the movies a user rated at least this high
+DEFAULT_K = 10
+MAX_K = 100
+MAX_USERS = 50  # per body ("users": [...]); a bigger batch belongs in an offline job
+MAX_BODY_BYTES = 1 << 20
+MAX_BECAUSE = 3  # movies named per explanation
+MAX_LISTED = 10  # offending ids/values quoted in one error message
+JSON_CONTENT_TYPE = "application/json"
+
+STRATEGY_MODEL = "model"
+STRATEGY_POPULARITY = "popularity"
+
+# Files a .mar carries beside the model (written by `movierec export torchserve`).
+CATALOGUE_FILE = "movies.json"
+POPULARITY_FILE = "popularity.json"
+METADATA_FILE = "model_metadata.json"
+
+# code -> (HTTP status, when). The README's error table is this dict.
+ERRORS: dict[str, tuple[int, str]] = {
+    "unsupported_media_type": (415, "Content-Type is not application/json"),
+    "body_too_large": (413, f"body larger than {MAX_BODY_BYTES} bytes"),
+    "invalid_json": (400, "body is not valid JSON (UTF-8)"),
+    "invalid_body": (400, "body (or an entry of users) is not a JSON object, or users not a list"),
+    "unknown_fields": (400, "fields the API does not know; the message names them"),
+    "missing_field": (400, "neither ratings nor users given, or both"),
+    "invalid_ratings": (400, "ratings is not an object of movie id -> rating"),
+    "unknown_movie_ids": (422, "movie ids not in the model's catalogue"),
+    "invalid_rating": (422, f"a rating is not a number from {MIN_RATING:g} to {MAX_RATING:g}"),
+    "invalid_k": (422, f"k is not an integer from 1 to {MAX_K}"),
+    "invalid_flag": (400, "exclude_rated or explain is not true/false"),
+    "invalid_weights": (422, "weights is not an object of model -> non-negative number"),
+    "too_many_users": (422, f"more than {MAX_USERS} users in one body"),
+    "internal_error": (500, "the server failed on this request (others are unaffected)"),
+}
+
+_USER_FIELDS = frozenset({"ratings", "k", "exclude_rated", "explain"})
+_BATCH_FIELDS = frozenset({"users", "k", "exclude_rated", "explain"})
+_WEIGHTS_FIELD = "weights"
+
+
+class RequestError(ValueError):
+    """One request is invalid; ``code`` is a key of ``ERRORS``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = ERRORS[code][0]
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        # Same shape as TorchServe's own errors ({"code", "type", "message"}).
+        return {"code": self.status, "type": self.code, "message": self.message}
+
+
+# -- the catalogue a model serves ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Catalogue:
+    """Movies in model column order, with their train-set popularity."""
+
+    item_ids: list[int]
+    movies: dict[int, dict[str, Any]]  # movie id -> {title, year, genres}
+    popularity: torch.Tensor  # float32 [n_items]: train ratings per movie
+    column_of: dict[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_of", {mid: c for c, mid in enumerate(self.item_ids)})
+        if self.popularity.shape != (len(self.item_ids),):
+            raise ValueError(
+                f"popularity has {tuple(self.popularity.shape)} entries, "
+                f"expected {len(self.item_ids)} (one per item id)"
+            )
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def from_folder(cls, folder: Path | str) -> Catalogue:
+        """Read the catalogue files an archive carries (``movierec export torchserve``)."""
+        folder = Path(folder)
+        metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        movies = json.loads((folder / CATALOGUE_FILE).read_text(encoding="utf-8"))
+        counts = json.loads((folder / POPULARITY_FILE).read_text(encoding="utf-8"))["counts"]
+        return cls(
+            item_ids=[int(i) for i in metadata["item_ids"]],
+            movies={int(m["movie_id"]): m for m in movies},
+            popularity=torch.tensor(counts, dtype=torch.float32),
+        )
+
+    def describe(self, movie_id: int) -> dict[str, Any]:
+        movie = self.movies.get(movie_id, {})
+        return {
+            "movie_id": movie_id,
+            "title": movie.get("title"),
+            "year": movie.get("year"),
+            "genres": movie.get("genres", []),
+        }
+
+
+# -- requests ------------------------------------------------------------------------------------
+@dataclass
+class UserQuery:
+    """One user's question: their ratings by column, and how to answer."""
+
+    ratings: dict[int, float]
+    k: int = DEFAULT_K
+    exclude_rated: bool = True
+    explain: bool = True
+    weights: dict[str, float] | None = None
+
+
+@dataclass
+class ParsedRequest:
+    users: list[UserQuery]
+    is_batch: bool  # the body used "users": [...], so the answer is a list too
+
+
+def decode_body(body: Any, content_type: str | None, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Raw request body -> JSON value. ``content_type`` None means the transport has none (gRPC).
+
+    TorchServe hands over bytes (or an already decoded value when its own JSON decoding is on).
+    """
+    if content_type and content_type.split(";")[0].strip().lower() != JSON_CONTENT_TYPE:
+        raise RequestError(
+            "unsupported_media_type",
+            f"Content-Type {content_type!r} is not supported; send {JSON_CONTENT_TYPE}",
+        )
+    if isinstance(body, dict | list):
+        body = _dumps(body)  # already decoded upstream: size it as it came
+    elif isinstance(body, str):
+        body = body.encode("utf-8")
+    if body is None:
+        body = b""
+    if len(body) > max_bytes:
+        raise RequestError(
+            "body_too_large", f"body is {len(body)} bytes; the limit is {max_bytes} bytes"
+        )
+    try:
+        return orjson.loads(body) if orjson is not None else json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError("invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def parse_request(
+    payload: Any,
+    catalogue: Catalogue,
+    model_names: tuple[str, ...] = (),
+    max_users: int = MAX_USERS,
+) -> ParsedRequest:
+    """Validate a decoded body. ``model_names`` (the hybrid's parts) enables ``weights``."""
+    if not isinstance(payload, dict):
+        raise RequestError("invalid_body", f"body must be a JSON object, not {_kind(payload)}")
+    extra = {_WEIGHTS_FIELD} if model_names else set()
+    if "users" in payload:
+        if "ratings" in payload:
+            raise RequestError("missing_field", "give either ratings or users, not both")
+        _check_fields(payload, _BATCH_FIELDS | extra, "body")
+        users = payload["users"]
+        if not isinstance(users, list):
+            raise RequestError("invalid_body", f"users must be a list, not {_kind(users)}")
+        if len(users) > max_users:
+            raise RequestError(
+                "too_many_users", f"{len(users)} users in one body; the limit is {max_users}"
+            )
+        defaults = {key: payload[key] for key in payload if key != "users"}
+        queries = []
+        for index, user in enumerate(users):
+            if not isinstance(user, dict):
+                raise RequestError(
+                    "invalid_body", f"users[{index}] must be a JSON object, not {_kind(user)}"
+                )
+            _check_fields(user, _USER_FIELDS | extra, f"users[{index}]")
+            queries.append(_parse_user({**defaults, **user}, catalogue, model_names))
+        return ParsedRequest(queries, is_batch=True)
+    _check_fields(payload, _USER_FIELDS | extra, "body")
+    return ParsedRequest([_parse_user(payload, catalogue, model_names)], is_batch=False)
+
+
+def _check_fields(obj: dict, allowed: frozenset[str] | set[str], where: str) -> None:
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        known = ", ".join(sorted(allowed))
+        raise RequestError(
+            "unknown_fields", f"unknown field(s) in {where}: {', '.join(unknown)}; allowed: {known}"
+        )
+
+
+def _parse_user(obj: dict, catalogue: Catalogue, model_names: tuple[str, ...]) -> UserQuery:
+    if "ratings" not in obj:
+        raise RequestError("missing_field", "ratings is required (use {} for a new user)")
+    return UserQuery(
+        ratings=parse_ratings(obj["ratings"], catalogue),
+        k=parse_k(obj.get("k", DEFAULT_K)),
+        exclude_rated=_parse_flag(obj, "exclude_rated", True),
+        explain=_parse_flag(obj, "explain", True),
+        weights=parse_weights(obj.get(_WEIGHTS_FIELD), model_names) if model_names else None,
+    )
+
+
+def parse_ratings(ratings: Any, catalogue: Catalogue) -> dict[int, float]:
+    """{"<movie id>": 1-5} -> {column: rating}; every bad id or value is reported at once."""
+    if not isinstance(ratings, dict):
+        raise RequestError(
+            "invalid_ratings",
+            f"ratings must be an object of movie id -> rating, not {_kind(ratings)}",
+        )
+    unknown, invalid, by_column = [], [], {}
+    for key, value in ratings.items():
+        column = catalogue.column_of.get(_as_movie_id(key))
+        if column is None:
+            unknown.append(key)
+        elif not _is_number(value) or not MIN_RATING <= value <= MAX_RATING:
+            invalid.append(f"{key}={json.dumps(value)}")
+        else:
+            by_column[column] = float(value)
+    if unknown:
+        raise RequestError(
+            "unknown_movie_ids",
+            f"{len(unknown)} movie id(s) not in the catalogue: {_listing(unknown)}",
+        )
+    if invalid:
+        raise RequestError(
+            "invalid_rating",
+            f"ratings must be numbers from {MIN_RATING:g} to {MAX_RATING:g}: {_listing(invalid)}",
+        )
+    return by_column
+
+
+def parse_k(k: Any, max_k: int = MAX_K) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise RequestError("invalid_k", f"k must be an integer from 1 to {max_k}, got {k!r}")
+    return k
+
+
+def parse_weights(weights: Any, model_names: tuple[str, ...]) -> dict[str, float]:
+    """{"sae": 0.5, "rbm": 0.5} -> weights summing to 1 (absent models weigh 0; None = equal)."""
+    if weights is None:
+        return {name: 1.0 / len(model_names) for name in model_names}
+    if not isinstance(weights, dict):
+        raise RequestError("invalid_weights", f"weights must be an object, not {_kind(weights)}")
+    unknown = sorted(set(weights) - set(model_names))
+    if unknown:
+        raise RequestError(
+            "invalid_weights",
+            f"unknown model(s) in weights: {', '.join(unknown)}; known: {', '.join(model_names)}",
+        )
+    bad = [name for name, value in weights.items() if not _is_number(value) or value < 0]
+    if bad:
+        raise RequestError(
+            "invalid_weights", f"weights must be non-negative numbers: {', '.join(sorted(bad))}"
+        )
+    total = float(sum(weights.values()))
+    if total <= 0:
+        raise RequestError("invalid_weights", "at least one weight must be positive")
+    return {name: float(weights.get(name, 0.0)) / total for name in model_names}
+
+
+def _parse_flag(obj: dict, name: str, default: bool) -> bool:
+    value = obj.get(name, default)
+    if not isinstance(value, bool):
+        raise RequestError("invalid_flag", f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _as_movie_id(key: str) -> int | None:
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number" if _is_number(value) else type(value).__name__)
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(str(item) for item in items[:MAX_LISTED])
+    return shown + (f" (and {len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value) if orjson is not None else json.dumps(value).encode("utf-8")
+
+
+# -- model side ---------------------------------------------------------------------------------
+def ratings_matrix(users: list[UserQuery], n_items: int) -> torch.Tensor:
+    """The model input: float32 [len(users), n_items], 0 = unrated."""
+    matrix = torch.zeros(len(users), n_items, dtype=torch.float32)
+    for row, user in enumerate(users):
+        if user.ratings:
+            columns = torch.tensor(list(user.ratings), dtype=torch.long)
+            matrix[row, columns] = torch.tensor(list(user.ratings.values()), dtype=torch.float32)
+    return matrix
+
+
+def candidate_mask(users: list[UserQuery], n_items: int) -> torch.Tensor:
+    """True where a movie may be recommended (rated ones are out when exclude_rated)."""
+    mask = torch.ones(len(users), n_items, dtype=torch.bool)
+    for row, user in enumerate(users):
+        if user.exclude_rated and user.ratings:
+            mask[row, list(user.ratings)] = False
+    return mask
+
+
+def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> list[int]:
+    """Columns of the k best candidates of one user; ties go to the lower column (stable)."""
+    k = min(k, int(mask.sum()))
+    if k == 0:
+        return []
+    masked = scores.masked_fill(~mask, -math.inf)
+    # topk finds the cut-off; only the (few) columns at or above it get the stable sort.
+    kth = masked.topk(k).values[-1]
+    columns = ((masked >= kth) & mask).nonzero().squeeze(1)
+    order = torch.sort(masked[columns], descending=True, stable=True).indices[:k]
+    return columns[order].tolist()
+
+
+def minmax_over_candidates(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-user min-max scaling to [0, 1] over the candidates, so models on other scales can mix."""
+    big = torch.finfo(scores.dtype).max
+    low = torch.where(mask, scores, torch.full_like(scores, big)).min(dim=1, keepdim=True).values
+    high = torch.where(mask, scores, torch.full_like(scores, -big)).max(dim=1, keepdim=True).values
+    spread = (high - low).clamp(min=torch.finfo(scores.dtype).eps)
+    return ((scores - low) / spread).clamp(0.0, 1.0)
+
+
+def hybrid_scores(
+    scores: dict[str, torch.Tensor], mask: torch.Tensor, weights: list[dict[str, float]]
+) -> torch.Tensor:
+    """Each user's weighted mix of the models' min-max-scaled scores (one weight dict per row)."""
+    mixed = torch.zeros_like(mask, dtype=torch.float32)
+    for name, part in scores.items():
+        row_weights = torch.tensor([w[name] for w in weights], dtype=torch.float32).unsqueeze(1)
+        mixed += row_weights * minmax_over_candidates(part, mask)
+    return mixed
+
+
+def item_vectors(model_name: str, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Unit-length item embeddings [n_items, d] read from a model's own learned weights.
+
+    SAE: per autoencoder (one, or each member of an ensemble), the encoder's input columns of
+    an item (several blocks when the input also carries which items were rated) next to the
+    decoder's output row of that item. RBM: the columns of W (an item's hidden connections).
+    """
+    if model_name == "rbm":
+        return normalise_rows(state["weight"].t())
+    if model_name == "sae":
+        parts = []
+        for weights in _linear_weights_by_network(state).values():
+            encoder_in, decoder_out = weights[0], weights[-1]
+            n_items = decoder_out.shape[0]
+            per_item = torch.cat(encoder_in.t().split(n_items), dim=1)
+            parts += [normalise_rows(per_item), normalise_rows(decoder_out)]
+        return normalise_rows(torch.cat(parts, dim=1))
+    raise ValueError(f"no item embedding is defined for model {model_name!r}")
+
+
+def _linear_weights_by_network(state: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+    """2-D weights grouped by their nn.Sequential ("net", "members.0", ...), in layer order."""
+    layers: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for key, value in state.items():
+        parts = key.rsplit(".", 2)  # "<network>.<layer index>.weight"
+        if len(parts) == 3 and parts[2] == "weight" and parts[1].isdigit() and value.dim() == 2:
+            layers.setdefault(parts[0], []).append((int(parts[1]), value))
+    if not layers:
+        raise ValueError("no linear layers found in the SAE's weights")
+    return {
+        name: [w for _, w in sorted(found, key=lambda t: t[0])] for name, found in layers.items()
+    }
+
+
+def normalise_rows(matrix: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(matrix.detach().float(), dim=1)
+
+
+def because(vectors: torch.Tensor, recommended: list[int], user: UserQuery) -> list[list[int]]:
+    """For each recommended column, the columns of the user's liked movies most similar to it."""
+    liked = [c for c, rating in user.ratings.items() if rating >= LIKED_RATING]
+    if not liked or not recommended:
+        return [[] for _ in recommended]
+    similarity = vectors[recommended] @ vectors[liked].t()  # cosine: the rows are unit length
+    best = similarity.topk(min(MAX_BECAUSE, len(liked)), dim=1)
+    return [
+        [liked[i] for i, s in zip(idx.tolist(), sims.tolist(), strict=True) if s > 0]
+        for sims, idx in zip(best.values, best.indices, strict=True)
+    ]
+
+
+# -- answers ------------------------------------------------------------------------------------
+def popular_answer(catalogue: Catalogue, user: UserQuery) -> dict[str, Any]:
+    """A new user (no ratings): the most rated movies in training, labelled as such."""
+    mask = torch.ones(catalogue.n_items, dtype=torch.bool)
+    columns = top_k(catalogue.popularity, mask, user.k)
+    items = []
+    for column in columns:
+        item = catalogue.describe(catalogue.item_ids[column])
+        item["score"] = float(catalogue.popularity[column])
+        item["because"] = []
+        items.append(item)
+    return {
+        "strategy": STRATEGY_POPULARITY,
+        "note": "no ratings given: the most rated movies in training, not personalised",
+        "recommendations": items,
+    }
+
+
+def model_answer(
+    catalogue: Catalogue,
+    user: UserQuery,
+    columns: list[int],
+    scores: torch.Tensor,
+    predicted_rating: torch.Tensor | None = None,
+    because_columns: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """One user's recommendations from the model's scores (rows of [n_items] for that user)."""
+    items = []
+    for position, column in enumerate(columns):
+        item = catalogue.describe(catalogue.item_ids[column])
+        item["score"] = float(scores[column])
+        if predicted_rating is not None:
+            item["predicted_rating"] = float(predicted_rating[column])
+        if user.explain and because_columns is not None:
+            item["because"] = [catalogue.item_ids[c] for c in because_columns[position]]
+        items.append(item)
+    return {"strategy": STRATEGY_MODEL, "recommendations": items}
+
+
+def envelope(model: str, version: str, request: ParsedRequest, answers: list[dict]) -> dict:
+    """The response body for one request: one answer, or a list for a "users" body."""
+    head = {"model": model, "version": version}
+    if request.is_batch:
+        return {**head, "users": answers}
+    return {**head, **answers[0]}
+
+
+def to_json(value: Any) -> str:
+    return _dumps(value).decode("utf-8")

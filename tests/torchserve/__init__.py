@@ -1,0 +1,1 @@
+"""Tests of the TorchServe handlers, archives and a real TorchServe."""

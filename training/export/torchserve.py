@@ -1,0 +1,240 @@
+"""Checkpoints -> self-contained TorchServe archives: ``model_store/{sae,rbm,hybrid}.mar``.
+
+Each archive holds the model as TorchScript (so no project code is needed to load it), the
+handler with the shared ``recommendation`` module, the movie catalogue, the train-set popularity,
+a metadata file (version, MLflow run id, test metrics, dataset, item ids) and a
+``model-config.yaml`` with the serving settings (workers, batching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+import yaml
+
+from training.config import REPO_ROOT, ConfigError, Paths, get_logger
+
+log = get_logger("export")
+
+ARCHIVES = ("sae", "rbm", "hybrid")
+# archive -> the checkpoints (TorchScript files) it carries; the first is its serialized file.
+ARCHIVE_PARTS = {"sae": ("sae",), "rbm": ("rbm",), "hybrid": ("sae", "rbm")}
+HANDLER_FILES = {"sae": "sae_handler.py", "rbm": "rbm_handler.py", "hybrid": "hybrid_handler.py"}
+SHARED_HANDLER_MODULES = ("recommendation.py", "recommender_handler.py")
+DEFAULT_VERSION = "1.0"
+TRACE_BATCH = 4  # users in the example batch the models are traced with
+PARITY_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Per-model TorchServe settings, written into each archive's model-config.yaml.
+
+    Tuned on 2 cores (benchmarks/torchserve_bench.py): two single-threaded workers without
+    server-side batching. The forward pass costs 0.03 ms, so batching saves little while the
+    frontend's batch delay adds to every lone request (p50 1.3 -> 3.3 ms with batch 8 and 1 ms);
+    with one worker (half the memory) batch 8 / 1 ms doubles throughput instead.
+    """
+
+    workers: int = 2
+    batch_size: int = 1
+    max_batch_delay_ms: int = 1
+    response_timeout_s: int = 30
+    torch_threads: int = 1
+
+    def model_config(self) -> dict[str, Any]:
+        return {
+            "minWorkers": self.workers,
+            "maxWorkers": self.workers,
+            "batchSize": self.batch_size,
+            "maxBatchDelay": self.max_batch_delay_ms,
+            "responseTimeout": self.response_timeout_s,
+            "handler": {"torch_threads": self.torch_threads},
+        }
+
+
+DEFAULTS = ServingSettings()
+
+
+def handlers_dir() -> Path:
+    """The handler sources that go into the archives (the repository's ``handlers/``)."""
+    try:
+        import handlers
+    except ModuleNotFoundError:  # an install made before handlers/ was a package
+        return REPO_ROOT / "handlers"
+    return Path(handlers.__file__).resolve().parent
+
+
+def trace_model(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """TorchScript by tracing, checked against eager mode on the example and on one user."""
+    model = model.eval()
+    # TorchServe's BaseHandler life cycle loads TorchScript; torch 2.13 flags tracing as
+    # deprecated in favour of torch.export, which TorchServe 0.12 only serves via AOT builds.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(model, example, check_inputs=[(example[:1],)])
+        for inputs in (example, example[:1]):
+            if not torch.allclose(traced(inputs), model(inputs), atol=PARITY_TOLERANCE):
+                raise RuntimeError(f"traced {type(model).__name__} disagrees with eager mode")
+    return traced
+
+
+def item_popularity(train: torch.Tensor) -> list[int]:
+    """Training ratings per movie, in column order (the new-user fallback ranks by it)."""
+    return (train > 0).sum(dim=0).tolist()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def model_metadata(name: str, recommenders: dict, checkpoints: dict[str, Path], version: str):
+    """What an archive says about itself (the handler returns ``version`` with every answer)."""
+    parts = ARCHIVE_PARTS[name]
+    first = recommenders[parts[0]].extra
+    return {
+        "model": name,
+        "version": version,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": first.get("dataset"),
+        "subset": first.get("subset"),
+        "split": first.get("split"),
+        "parts": {
+            part: {
+                "mlflow_run_id": recommenders[part].extra.get("mlflow_run_id"),
+                "test_metrics": recommenders[part].extra.get("test_metrics", {}),
+                "checkpoint_sha256": sha256_of(checkpoints[part]),
+                "best_epoch": recommenders[part].history.best_epoch,
+            }
+            for part in parts
+        },
+        "mlflow_run_id": first.get("mlflow_run_id") if len(parts) == 1 else None,
+        "item_ids": list(first["item_ids"]),
+    }
+
+
+def _check_compatible(recommenders: dict) -> None:
+    item_ids = {name: list(r.extra.get("item_ids") or []) for name, r in recommenders.items()}
+    if any(not ids for ids in item_ids.values()):
+        missing = [name for name, ids in item_ids.items() if not ids]
+        raise ConfigError(f"checkpoint(s) {missing} carry no item_ids; retrain them")
+    if len({tuple(ids) for ids in item_ids.values()}) > 1:
+        raise ConfigError("the SAE and RBM checkpoints were trained on different catalogues")
+
+
+def export_archives(
+    checkpoints: dict[str, Path],
+    prepared_folder: Path,
+    out: Path,
+    archives: tuple[str, ...] = ARCHIVES,
+    version: str = DEFAULT_VERSION,
+    settings: ServingSettings | None = None,
+) -> dict[str, Path]:
+    """Build ``out/<name>.mar`` for each archive name; returns name -> archive path."""
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
+
+    from training.data.preprocess import MOVIES_FILE, load_prepared
+    from training.models import load_checkpoint
+
+    settings = settings or ServingSettings()
+    needed = sorted({part for name in archives for part in ARCHIVE_PARTS[name]})
+    for part in needed:
+        if not Path(checkpoints.get(part, "")).is_file():
+            raise FileNotFoundError(
+                f"{checkpoints.get(part)}: no {part} checkpoint; train it first"
+            )
+    recommenders = {part: load_checkpoint(checkpoints[part]) for part in needed}
+    _check_compatible(recommenders)
+    prepared = load_prepared(prepared_folder)
+    if list(prepared.metadata["item_ids"]) != list(recommenders[needed[0]].extra["item_ids"]):
+        raise ConfigError(f"{prepared_folder}: its item_ids differ from the checkpoints'")
+    example = prepared.train[:TRACE_BATCH]
+    out.mkdir(parents=True, exist_ok=True)
+    built = {}
+    with tempfile.TemporaryDirectory(prefix="movierec-mar-") as tmp:
+        staging = Path(tmp)
+        for part, recommender in recommenders.items():
+            trace_model(recommender.model, example).save(str(staging / f"{part}.pt"))
+        shutil.copy(prepared_folder / MOVIES_FILE, staging / "movies.json")
+        counts = {"source": "ratings per movie in the training split", "counts": None}
+        counts["counts"] = item_popularity(prepared.train)
+        (staging / "popularity.json").write_text(json.dumps(counts), encoding="utf-8")
+        for module in SHARED_HANDLER_MODULES:
+            shutil.copy(handlers_dir() / module, staging / module)
+        for name in archives:
+            folder = staging / name
+            folder.mkdir()
+            metadata = model_metadata(name, recommenders, checkpoints, version)
+            (folder / "model_metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+            (folder / "model-config.yaml").write_text(yaml.safe_dump(settings.model_config()))
+            parts = ARCHIVE_PARTS[name]
+            extra = [
+                *(staging / module for module in SHARED_HANDLER_MODULES),
+                staging / "movies.json",
+                staging / "popularity.json",
+                folder / "model_metadata.json",
+                *(staging / f"{part}.pt" for part in parts[1:]),
+            ]
+            generate_model_archive(
+                ModelArchiverConfig(
+                    model_name=name,
+                    handler=str(handlers_dir() / HANDLER_FILES[name]),
+                    version=version,
+                    serialized_file=str(staging / f"{parts[0]}.pt"),
+                    extra_files=",".join(str(path) for path in extra),
+                    export_path=str(out),
+                    config_file=str(folder / "model-config.yaml"),
+                    force=True,
+                )
+            )
+            built[name] = out / f"{name}.mar"
+            log.info("built %s (%.1f MB)", built[name], built[name].stat().st_size / 1e6)
+    return built
+
+
+def export_torchserve_command(
+    models: Annotated[str, typer.Option(help="sae, rbm, hybrid or all.")] = "all",
+    version: Annotated[str, typer.Option(help="Archive version.")] = DEFAULT_VERSION,
+    dataset: Annotated[
+        str | None, typer.Option(help="Prepared dataset; default: the checkpoints'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Model store; default model_store/.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Workers per model.")] = DEFAULTS.workers,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Server-side batch size.")
+    ] = DEFAULTS.batch_size,
+    max_batch_delay: Annotated[
+        int, typer.Option(min=1, help="Batch delay (ms); TorchServe reads 0 as 100.")
+    ] = DEFAULTS.max_batch_delay_ms,
+) -> None:
+    """Build TorchServe archives (.mar) from data/checkpoints/{sae,rbm}.pt."""
+    from training.models import load_checkpoint
+
+    names = ARCHIVES if models == "all" else tuple(models.split(","))
+    unknown = [name for name in names if name not in ARCHIVES]
+    if unknown:
+        raise typer.BadParameter(f"unknown archive(s) {unknown}; choose from {ARCHIVES} or all")
+    paths = Paths()
+    checkpoints = {part: paths.checkpoints / f"{part}.pt" for part in ("sae", "rbm")}
+    first = checkpoints[ARCHIVE_PARTS[names[0]][0]]
+    if not first.is_file():
+        raise FileNotFoundError(f"{first}: checkpoint not found; run `movierec train` first")
+    dataset = dataset or load_checkpoint(first).extra.get("dataset", "ml-100k")
+    settings = ServingSettings(
+        workers=workers, batch_size=batch_size, max_batch_delay_ms=max_batch_delay
+    )
+    built = export_archives(
+        checkpoints, paths.prepared(dataset), out or paths.model_store, names, version, settings
+    )
+    typer.echo(json.dumps({name: str(path) for name, path in built.items()}))

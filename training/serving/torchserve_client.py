@@ -1,0 +1,198 @@
+"""Small clients for TorchServe: HTTP (inference, management, metrics) and gRPC inference.
+
+Shared by the web app, the tests and the benchmarks. Every call has a timeout; a non-2xx answer
+raises ``TorchServeError`` carrying the status and TorchServe's (or our handler's) JSON message.
+With token authorization on (prod config), pass the keys from ``read_key_file``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEFAULT_TIMEOUT_S = 10.0
+MANAGEMENT_TIMEOUT_S = 120.0  # synchronous register/scale waits for workers to start
+JSON_HEADERS = {"Content-Type": "application/json"}
+GRPC_BODY_KEY = "body"  # the input name the handlers read the JSON body from
+
+
+class TorchServeError(RuntimeError):
+    """TorchServe answered with an error (or not at all: ``status`` None)."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def read_key_file(path: Path | str) -> dict[str, str]:
+    """``key_file.json`` (token auth) -> {"inference", "management", "api"} keys.
+
+    The inference and management keys expire (``token_expiration_min``, 60 by default); the API
+    key never does and renews them: ``POST <management>/token?type=inference`` with it rewrites
+    the file (``TorchServeClient.renew_key``).
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"{path}: no key file; is TorchServe running with token auth?"
+        ) from exc
+    return {name.lower(): raw[name]["key"] for name in ("inference", "management", "API")}
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class TorchServeClient:
+    def __init__(
+        self,
+        inference_url: str,
+        management_url: str | None = None,
+        metrics_url: str | None = None,
+        inference_token: str | None = None,
+        management_token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = (management_url or "").rstrip("/")
+        self.metrics_url = (metrics_url or "").rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._inference_auth = _bearer(inference_token)
+        self._management_auth = _bearer(management_token)
+
+    # -- inference -------------------------------------------------------------------------------
+    def recommend(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /predictions/<model> with a JSON body; the parsed answer or TorchServeError."""
+        return self._json(self.post_raw(model, json.dumps(body).encode("utf-8")))
+
+    def post_raw(
+        self, model: str, data: bytes, content_type: str | None = JSON_HEADERS["Content-Type"]
+    ) -> requests.Response:
+        """The raw response (any status): for callers that inspect errors themselves."""
+        headers = {**self._inference_auth}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self._request("POST", f"{self.inference_url}/predictions/{model}", data=data,
+                             headers=headers)  # fmt: skip
+
+    def ping(self) -> dict[str, Any]:
+        return self._json(self._request("GET", f"{self.inference_url}/ping"))
+
+    # -- management ------------------------------------------------------------------------------
+    def describe(self, model: str) -> list[dict[str, Any]]:
+        return self._json(self._manage("GET", f"/models/{model}"))
+
+    def list_models(self) -> dict[str, Any]:
+        return self._json(self._manage("GET", "/models"))
+
+    def register(self, url: str, name: str, workers: int = 1, **options: Any) -> dict[str, Any]:
+        """Register an archive (a file name in the model store) and start its workers."""
+        params = {"url": url, "model_name": name, "initial_workers": workers,
+                  "synchronous": "true", **options}  # fmt: skip
+        return self._json(self._manage("POST", "/models", params=params))
+
+    def scale(self, model: str, workers: int) -> dict[str, Any]:
+        params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
+        return self._json(self._manage("PUT", f"/models/{model}", params=params))
+
+    def unregister(self, model: str) -> dict[str, Any]:
+        return self._json(self._manage("DELETE", f"/models/{model}"))
+
+    def renew_key(self, api_key: str, kind: str = "inference") -> None:
+        """Ask TorchServe for a new inference/management key (written to key_file.json)."""
+        response = self._request("POST", f"{self.management_url}/token", params={"type": kind},
+                                 headers=_bearer(api_key))  # fmt: skip
+        self._raise_for(response)
+
+    def metrics(self) -> str:
+        """Prometheus text from the metrics endpoint."""
+        response = self._request("GET", f"{self.metrics_url}/metrics")
+        self._raise_for(response)
+        return response.text
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _manage(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        if not self.management_url:
+            raise TorchServeError("no management URL given to the client")
+        return self._request(method, f"{self.management_url}{path}", headers=self._management_auth,
+                             timeout=MANAGEMENT_TIMEOUT_S, **kwargs)  # fmt: skip
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            raise TorchServeError(f"{method} {url}: TorchServe unreachable ({exc})") from exc
+
+    @staticmethod
+    def _raise_for(response: requests.Response) -> None:
+        if response.ok:
+            return
+        try:
+            body = response.json()
+            message = body.get("message", response.text) if isinstance(body, dict) else body
+        except ValueError:
+            body, message = response.text, response.text
+        raise TorchServeError(
+            f"{response.request.method} {response.url}: HTTP {response.status_code}: {message}",
+            response.status_code,
+            body,
+        )
+
+    def _json(self, response: requests.Response) -> Any:
+        self._raise_for(response)
+        return response.json()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class TorchServeGrpcClient:
+    """Inference over gRPC (stubs generated from the protos inside TorchServe's jar)."""
+
+    def __init__(self, target: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
+        import grpc
+
+        from training.serving.torchserve_grpc import load_stubs
+
+        self.stubs = load_stubs()
+        self.channel = grpc.insecure_channel(target)
+        self.stub = self.stubs.inference_pb2_grpc.InferenceAPIsServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+
+    def recommend(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        import grpc
+
+        request = self.stubs.inference_pb2.PredictionsRequest(
+            model_name=model, input={GRPC_BODY_KEY: json.dumps(body).encode("utf-8")}
+        )
+        try:
+            reply = self.stub.Predictions(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise TorchServeError(f"gRPC Predictions({model}): {exc.code().name}: {exc.details()}",
+                                  body=exc.details()) from exc  # fmt: skip
+        answer = json.loads(reply.prediction)
+        # gRPC replies carry no HTTP status: the handlers' error bodies are recognised by shape.
+        if isinstance(answer, dict) and isinstance(answer.get("code"), int) and "type" in answer:
+            raise TorchServeError(
+                f"gRPC Predictions({model}): {answer['code']} {answer['type']}: "
+                f"{answer.get('message')}",
+                answer["code"],
+                answer,
+            )
+        return answer
+
+    def ping(self) -> str:
+        from google.protobuf import empty_pb2
+
+        return self.stub.Ping(empty_pb2.Empty(), timeout=self.timeout).health
+
+    def close(self) -> None:
+        self.channel.close()
