@@ -86,6 +86,8 @@ class SAEParams(_Section):
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     # Learning rate multiplied by this after every epoch (1 = constant).
     lr_decay: float = Field(1.0, gt=0.0, le=1.0)
+    # Independently trained autoencoders whose predictions are averaged (1 = the seed's one).
+    n_members: int = Field(1, ge=1)
 
     @field_validator("hidden_layers")
     @classmethod

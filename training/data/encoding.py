@@ -6,11 +6,14 @@ take raw 0-5 ratings.
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 import torch
 
-UNRATED = 0.0
-RBM_UNKNOWN = -1.0
+# Final, so TorchScript can compile the functions that use them.
+UNRATED: Final[float] = 0.0
+RBM_UNKNOWN: Final[float] = -1.0
 
 
 def convert_to_matrix(data: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:

@@ -44,7 +44,8 @@ class History:
 
 
 class EarlyStopping:
-    """Stops when the monitored value (lower = better) has not improved by min_delta for patience epochs."""
+    """Stops once the monitored value (lower = better) has not improved by min_delta for
+    patience epochs."""
 
     def __init__(self, params: EarlyStoppingParams) -> None:
         self.patience = params.patience
@@ -83,6 +84,8 @@ class BaseRecommender(ABC):
         self.device = torch.device(device)
         self.model: nn.Module = self.build_model().to(self.device)
         self.history = History()
+        # What a checkpoint carries beside the weights (dataset, item_ids, test_metrics, ...).
+        self.extra: dict[str, Any] = {}
 
     # -- what each model supplies -------------------------------------------------------------
     @abstractmethod
@@ -120,8 +123,9 @@ class BaseRecommender(ABC):
         best_state = copy.deepcopy(self.model.state_dict())
         history = self.history = History()
         started = time.perf_counter()
-        bar = tqdm(range(1, epochs + 1), desc=f"train {self.name}", disable=not progress,
-                   leave=False)
+        bar = tqdm(
+            range(1, epochs + 1), desc=f"train {self.name}", disable=not progress, leave=False
+        )
         for epoch in bar:
             self.model.train()
             loss = self.train_epoch(train, generator)
@@ -144,8 +148,14 @@ class BaseRecommender(ABC):
         history.seconds_total = time.perf_counter() - started
         self.model.load_state_dict(best_state)
         self.model.eval()
-        log.info("%s: best %s %.4f at epoch %d (%.1fs)", self.name, self.monitor,
-                 history.best_value, history.best_epoch, history.seconds_to_best)
+        log.info(
+            "%s: best %s %.4f at epoch %d (%.1fs)",
+            self.name,
+            self.monitor,
+            history.best_value,
+            history.best_epoch,
+            history.seconds_to_best,
+        )
         return history
 
     @torch.no_grad()
@@ -158,8 +168,9 @@ class BaseRecommender(ABC):
     def evaluate(self, train: torch.Tensor, test: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
         from training.evaluate import evaluate_scores
 
-        return evaluate_scores(self.predict(train), train, test, rating_scores=self.rating_scores,
-                               **kwargs)
+        return evaluate_scores(
+            self.predict(train), train, test, rating_scores=self.rating_scores, **kwargs
+        )
 
     #: Whether `scores` are predicted ratings (so RMSE/MAE apply).
     rating_scores: ClassVar[bool] = False
@@ -188,8 +199,9 @@ class BaseRecommender(ABC):
         checkpoint = torch.load(Path(path), map_location=device, weights_only=False)
         if checkpoint.get("model") != cls.name:
             raise ValueError(f"{path}: holds a {checkpoint.get('model')!r} model, not {cls.name!r}")
-        recommender = cls(cls.params_class.model_validate(checkpoint["params"]),
-                          checkpoint["n_items"], device)
+        recommender = cls(
+            cls.params_class.model_validate(checkpoint["params"]), checkpoint["n_items"], device
+        )
         recommender.model.load_state_dict(checkpoint["state_dict"])
         recommender.model.eval()
         recommender.history = History(**checkpoint.get("history", {}))

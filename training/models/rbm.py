@@ -25,7 +25,7 @@ class RBMNet(nn.Module):
     def __init__(self, n_items: int, params: RBMParams, threshold: int = 3) -> None:
         super().__init__()
         self.encoding = params.encoding
-        # A buffer, so the checkpoint and exported graphs carry the threshold they were trained with.
+        # A buffer, so checkpoints and exported graphs carry the threshold they were trained with.
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         self.weight = nn.Parameter(torch.randn(params.n_hidden, n_items) * WEIGHT_INIT_STD)
         self.hidden_bias = nn.Parameter(torch.zeros(params.n_hidden))
@@ -68,6 +68,11 @@ class RBMRecommender(BaseRecommender):
 
     def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
         self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]
+        # Sampling needs a generator on the tensors' device; on CPU the loop's own one is it.
+        self.sampler = generator
+        if self.device.type != "cpu":
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            self.sampler = torch.Generator(device=self.device).manual_seed(seed)
 
     @torch.no_grad()
     def cd_step(self, batch: torch.Tensor, generator: torch.Generator) -> float:
@@ -98,11 +103,16 @@ class RBMRecommender(BaseRecommender):
 
     def train_epoch(self, train: torch.Tensor, generator: torch.Generator) -> float:
         order = torch.randperm(train.shape[0], generator=generator).to(train.device)
-        errors = [self.cd_step(train[rows], generator) for rows in order.split(self.params.batch_size)]
+        errors = [
+            self.cd_step(train[rows], self.sampler) for rows in order.split(self.params.batch_size)
+        ]
         return sum(errors) / max(len(errors), 1)
 
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         figures = ranking_metrics(self.model(inputs), inputs, targets, [VALIDATION_K])
         ndcg = figures[f"ndcg@{VALIDATION_K}"]
-        return {"val_ndcg_loss": 1.0 - ndcg, f"val_ndcg@{VALIDATION_K}": ndcg,
-                f"val_recall@{VALIDATION_K}": figures[f"recall@{VALIDATION_K}"]}
+        return {
+            "val_ndcg_loss": 1.0 - ndcg,
+            f"val_ndcg@{VALIDATION_K}": ndcg,
+            f"val_recall@{VALIDATION_K}": figures[f"recall@{VALIDATION_K}"],
+        }
