@@ -60,6 +60,9 @@ class TrainParams(_Section):
     # Share of each user's training ratings held out to pick the best epoch.
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CPU threads for torch. The models' matrices are small: extra threads gain little and
+    # spin-wait badly when the cores are shared; 0 keeps torch's own default.
+    torch_threads: int = Field(1, ge=0)
     early_stopping: EarlyStoppingParams = EarlyStoppingParams()
 
 

@@ -90,6 +90,8 @@ def train_model(
     """Train one model on the prepared dataset; returns where its best checkpoint went."""
     paths = paths or Paths()
     seed_everything(params.train.seed)
+    if params.train.torch_threads:
+        torch.set_num_threads(params.train.torch_threads)
     data = load_prepared(paths.prepared(params.data.dataset))
     fit_part, val_part = holdout(data.train, params.train.val_fraction, params.train.seed)
     device = resolve_device(params.train.device)
