@@ -32,9 +32,10 @@ PRUNER_WARMUP_EPOCHS = 5
 WRITE_SIGNIFICANT_DIGITS = 4
 ARCHITECTURE_COMMENT = "# n_items"
 
-# The seed's search spaces. Categorical choices must be plain scalars for Optuna's storage,
-# so SAE encoder sizes are labels like "50-20"; params.yaml's own architecture joins them.
-SAE_HIDDEN_LAYERS = ("20-10", "50-20", "100-50")
+# The seed's search spaces, plus the single wide layer the models were tuned to (300).
+# Categorical choices must be plain scalars for Optuna's storage, so SAE encoder sizes are
+# labels like "50-20"; any other architecture set in params.yaml joins them.
+SAE_HIDDEN_LAYERS = ("20-10", "50-20", "100-50", "300")
 RBM_BATCH_SIZES = (50, 100, 200)
 LR_RANGE = (1e-4, 1e-1)
 WEIGHT_DECAY_RANGE = (1e-6, 1e-1)

@@ -24,7 +24,7 @@ CREDENTIAL_INPUT = re.compile(r"password|token|secret|api[-_]?key|private[-_]?ke
 SECRET_EXPRESSION = re.compile(r"^\$\{\{\s*(secrets\.[A-Z0-9_]+|github\.token)\s*\}\}$")
 # Literal credentials that must never appear in a workflow.
 LEAKED = re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY")
-DVC_STAGE_COMMAND = re.compile(r"dvc (?:repro|pull --with-deps)\s+([a-z_]+)")
+DVC_STAGE_COMMAND = re.compile(r"dvc (?:repro|pull --with-deps)[ \t]+([a-z_]+)")
 
 
 def _load(name: str) -> dict:
