@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from training.config import get_logger
-from web import compression, db, errors, instrumentation
+from web import compression, db, errors, instrumentation, journal
 from web.analytics import HTTP_EVENT, load_offline_report
 from web.backends import ModelBackend, make_backend
 from web.cache import RecommendationCache, make_cache
@@ -58,7 +58,9 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     # First, so its request-id hook runs before ours and every later hook sees the id.
     instrumentation.init_app(app)
 
-    engine = db.make_engine(settings.database_url, settings.db_pool_size)
+    engine = db.make_engine(
+        settings.database_url, settings.db_pool_size, settings.sqlite_synchronous
+    )
     if settings.auto_migrate:
         db.upgrade(engine)
     db.init_app(app, engine)
@@ -114,19 +116,24 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _finish(response):
+        staged = journal.take()
         # Unmatched URLs (favicon probes, typos) are not pages worth counting.
         if request.endpoint and request.endpoint not in UNTRACKED_ENDPOINTS and "started" in g:
             latency_ms = (time.perf_counter() - g.started) * MS_PER_S
-            session = db.get_session()
-            try:
-                record_event(
-                    session,
-                    HTTP_EVENT,
-                    request.endpoint,
-                    response.status_code,
-                    latency_ms,
-                )
-            except SQLAlchemyError:  # analytics must never break the answer itself
-                session.rollback()
-                log.exception("could not record the request event")
+            record_event(staged, HTTP_EVENT, request.endpoint, response.status_code, latency_ms)
+        if staged:
+            _write_journal(staged)
         return response
+
+
+def _write_journal(staged: journal.Journal) -> None:
+    """The request's one write transaction, before the answer leaves."""
+    session = db.get_session()
+    try:
+        staged.write(session)
+    except SQLAlchemyError:
+        session.rollback()
+        if staged.essential:  # impressions of a page shown: fail rather than lose them quietly
+            raise
+        # analytics must never break the answer itself
+        log.exception("could not record the request's analytics events")

@@ -49,7 +49,17 @@ class LRUCache(RecommendationCache):
         self.capacity = capacity
         self.ttl_s = ttl_s
         self._entries: OrderedDict[tuple[str, str], tuple[float, dict]] = OrderedDict()
+        # user -> their keys, so a rating drops that user's entries without scanning them all.
+        self._keys_of: dict[str, set[str]] = {}
         self._lock = threading.Lock()
+
+    def _drop(self, user: str, key: str) -> None:
+        del self._entries[(user, key)]
+        keys = self._keys_of.get(user)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._keys_of[user]
 
     def get(self, user: str, key: str) -> dict | None:
         with self._lock:
@@ -58,7 +68,7 @@ class LRUCache(RecommendationCache):
                 return None
             expires, value = entry
             if expires < time.monotonic():
-                del self._entries[(user, key)]
+                self._drop(user, key)
                 return None
             self._entries.move_to_end((user, key))
             return value
@@ -69,15 +79,17 @@ class LRUCache(RecommendationCache):
         with self._lock:
             self._entries[(user, key)] = (time.monotonic() + self.ttl_s, value)
             self._entries.move_to_end((user, key))
+            self._keys_of.setdefault(user, set()).add(key)
             while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+                oldest_user, oldest_key = next(iter(self._entries))
+                self._drop(oldest_user, oldest_key)
 
     def invalidate_user(self, user: str) -> int:
         with self._lock:
-            stale = [entry for entry in self._entries if entry[0] == user]
-            for entry in stale:
-                del self._entries[entry]
-            return len(stale)
+            keys = self._keys_of.pop(user, set())
+            for key in keys:
+                del self._entries[(user, key)]
+            return len(keys)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -27,6 +27,8 @@ class Catalog:
     def __init__(self, movies: list[Movie]) -> None:
         self._by_id = {movie.movie_id: movie for movie in movies}
         self.movies = sorted(movies, key=lambda movie: movie.title.casefold())
+        # Folded once here rather than for every movie on every keystroke of the search box.
+        self._folded = [(movie.title.casefold(), movie) for movie in self.movies]
         self.genres = sorted({genre for movie in movies for genre in movie.genres})
 
     @classmethod
@@ -73,12 +75,12 @@ class Catalog:
         if not words and year is None and not genre:
             return []
         matches = [
-            movie
-            for movie in self.movies
-            if all(word in movie.title.casefold() for word in words)
+            (folded, movie)
+            for folded, movie in self._folded
+            if all(word in folded for word in words)
             and (year is None or movie.year == year)
             and (not genre or genre in movie.genres)
         ]
         first = words[0] if words else ""
-        matches.sort(key=lambda movie: not movie.title.casefold().startswith(first))
-        return matches[:limit]
+        matches.sort(key=lambda match: not match[0].startswith(first))
+        return [movie for _, movie in matches[:limit]]

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from training.config import ConfigError, Paths
 
 MODEL_NAMES = ("sae", "rbm", "hybrid")
+# SQLite's PRAGMA synchronous levels (web/db.py says why NORMAL is the default).
+SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = "NORMAL"
 DEFAULT_DATASET = "ml-100k"
 # Generated secrets are fine for a dev server; production sets SECRET_KEY and JWT_SECRET.
 GENERATED_SECRET_BYTES = 32
@@ -48,6 +51,7 @@ ENV_VARS = {
     "AB_ARMS": "ab_arms",
     "DB_POOL_SIZE": "db_pool_size",
     "DB_AUTO_MIGRATE": "auto_migrate",
+    "SQLITE_SYNCHRONOUS": "sqlite_synchronous",
     "HYBRID_WEIGHT_SAE": "hybrid_weight_sae",
 }
 
@@ -83,6 +87,8 @@ class WebSettings(BaseModel):
     ab_arms: tuple[str, ...] = ("sae", "rbm")
     db_pool_size: int = Field(5, ge=1, le=100)
     auto_migrate: bool = True
+    # SQLite only; FULL for commits that must survive a power cut, not just an app crash.
+    sqlite_synchronous: SqliteSynchronous = DEFAULT_SQLITE_SYNCHRONOUS
     hybrid_weight_sae: float = Field(0.5, ge=0.0, le=1.0)
     testing: bool = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from alembic import command
 from alembic.config import Config
@@ -10,18 +11,30 @@ from flask import Flask, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from web.config import DEFAULT_SQLITE_SYNCHRONOUS, SqliteSynchronous
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Waiting for SQLite's write lock beats failing at once when gunicorn workers write together.
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# PRAGMA synchronous: in WAL mode NORMAL syncs the log at checkpoints instead of at every
+# commit, so a commit survives a crash of the app (not of the machine) and no longer waits for
+# an fsync while it holds the database's one write lock. FULL (SQLite's default) syncs each.
+SQLITE_SYNCHRONOUS_LEVELS = get_args(SqliteSynchronous)
 POOL_RECYCLE_S = 1800
 
 
-def make_engine(url: str, pool_size: int) -> Engine:
-    """A pooled engine; SQLite files get WAL (readers never block the writer) and foreign keys."""
+def make_engine(
+    url: str, pool_size: int, sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS
+) -> Engine:
+    """A pooled engine; SQLite files get WAL (readers never block the writer), foreign keys and
+    ``sqlite_synchronous`` (one of ``SQLITE_SYNCHRONOUS_LEVELS``)."""
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS_LEVELS:
+        raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS_LEVELS}")
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        # No pre-ping: a file has no connection to lose, and a ping is a statement per checkout.
+        engine = create_engine(url, pool_size=pool_size)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:
@@ -29,6 +42,7 @@ def make_engine(url: str, pool_size: int) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.close()
 
         return engine

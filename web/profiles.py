@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from web.journal import Journal
 from web.tables import Rating, User, WebSession, utcnow
 
 MIN_RATING, MAX_RATING = 1, 5
 USER_AGENT_LENGTH = 256
+# A visit moves its session's last_seen only when the stored one is older than this: "active
+# in the last minute" needs no more, and a write per page view would cost every page a write.
+LAST_SEEN_RESOLUTION_S = 60.0
 
 
 def get_or_create_user(db: Session, external_id: str) -> User:
@@ -39,13 +44,28 @@ def start_session(db: Session, user_agent: str | None) -> tuple[WebSession, User
     return web_session, user
 
 
-def resume_session(db: Session, session_id: str) -> User | None:
-    web_session = db.get(WebSession, session_id)
-    if web_session is None:
+def resume_session(db: Session, session_id: str, staged: Journal) -> User | None:
+    """The session's user; a stale ``last_seen`` is refreshed in the request's journal."""
+    row = db.execute(
+        select(User, WebSession.last_seen)
+        .join(WebSession, WebSession.user_id == User.id)
+        .where(WebSession.id == session_id)
+    ).first()
+    if row is None:
         return None
-    web_session.last_seen = utcnow()
-    db.commit()
-    return db.get(User, web_session.user_id)
+    user, last_seen = row
+    now = utcnow()
+    if last_seen_is_stale(last_seen, now):
+        staged.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen=now))
+    return user
+
+
+def last_seen_is_stale(last_seen: datetime | None, now: datetime) -> bool:
+    if last_seen is None:
+        return True
+    if last_seen.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        last_seen = last_seen.replace(tzinfo=UTC)
+    return (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S
 
 
 def ratings_of(db: Session, user_id: int) -> dict[int, int]:

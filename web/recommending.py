@@ -7,11 +7,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from web import instrumentation
 from web.backends import ModelBackend, RecommendationResult, RecommendRequest
 from web.cache import RecommendationCache, cache_key
+from web.journal import Journal
 from web.tables import Event, Impression
 
 MS_PER_S = 1000.0
@@ -67,26 +66,26 @@ class Recommender:
 
 
 def record_impressions(
-    db: Session, user_id: int, arm: str, result: RecommendationResult, request_id: str
+    journal: Journal, user_id: int, arm: str, result: RecommendationResult, request_id: str
 ) -> None:
+    """Staged: written with the request's other rows as it ends (before the answer is sent)."""
     rows = [
-        Impression(
-            user_id=user_id,
-            model=result.model,
-            arm=arm,
-            movie_id=item.movie_id,
-            position=position,
-            request_id=request_id,
-        )
+        {
+            "user_id": user_id,
+            "model": result.model,
+            "arm": arm,
+            "movie_id": item.movie_id,
+            "position": position,
+            "request_id": request_id,
+        }
         for position, item in enumerate(result.recommendations)
     ]
-    db.add_all(rows)
-    db.commit()
-    instrumentation.record_impressions(result.model, arm, len(rows))
+    journal.add(Impression, rows, essential=True)
+    journal.on_commit(lambda: instrumentation.record_impressions(result.model, arm, len(rows)))
 
 
 def record_event(
-    db: Session,
+    journal: Journal,
     kind: str,
     endpoint: str,
     status: int,
@@ -94,17 +93,20 @@ def record_event(
     model: str | None = None,
     cache_hit: bool | None = None,
 ) -> None:
-    db.add(
-        Event(
-            kind=kind,
-            endpoint=endpoint,
-            model=model,
-            status=status,
-            latency_ms=latency_ms,
-            cache_hit=cache_hit,
-        )
+    """Staged like impressions; every event row carries every column (one executemany)."""
+    journal.add(
+        Event,
+        [
+            {
+                "kind": kind,
+                "endpoint": endpoint,
+                "model": model,
+                "status": status,
+                "latency_ms": latency_ms,
+                "cache_hit": cache_hit,
+            }
+        ],
     )
-    db.commit()
 
 
 def ratings_for_backend(ratings: Mapping[int, int]) -> dict[int, int]:

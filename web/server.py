@@ -62,6 +62,9 @@ def start_web(
     # Workers must share secrets, or a session cookie signed by one fails in another.
     env.setdefault("SECRET_KEY", settings.secret_key)
     env.setdefault("JWT_SECRET", settings.jwt_secret)
+    # A connection per thread: a smaller pool makes the extra threads open (and close) one
+    # for every request.
+    env.setdefault("DB_POOL_SIZE", str(max(settings.db_pool_size, THREADS_PER_WORKER)))
     command = (
         dev_command(host, port)
         if dev

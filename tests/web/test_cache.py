@@ -82,3 +82,17 @@ def test_the_app_caches_in_redis_and_a_rating_invalidates(web_app_factory, redis
     assert not list(redis_cache.client.scan_iter(f"{redis_cache.prefix}rec:*"))
     # Flask-Limiter shares the Redis too (its keys under the same prefix).
     assert isinstance(redis_cache.client, redis.Redis)
+
+
+def test_lru_user_index_follows_evictions_and_expiry():
+    cache = LRUCache(capacity=3, ttl_s=60)
+    for key in ("a1", "a2", "a3"):
+        cache.put("alice", key, ANSWER)
+    cache.put("bob", "b1", ANSWER)  # evicts alice's oldest entry
+    assert cache.get("alice", "a1") is None
+    cache.ttl_s = -1
+    cache.put("bob", "b2", ANSWER)  # evicts a2; b2 is stored already expired
+    assert cache.get("bob", "b2") is None  # dropped on read
+    assert cache.invalidate_user("alice") == 1  # only a3 was still there
+    assert cache.invalidate_user("bob") == 1  # b1
+    assert len(cache) == 0 and cache.invalidate_user("carol") == 0

@@ -36,6 +36,7 @@ def test_environment_is_read_and_converted():
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"JWT_TTL_S": "abc"}, "JWT_TTL_S"),
         ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+        ({"SQLITE_SYNCHRONOUS": "sometimes"}, "SQLITE_SYNCHRONOUS"),
     ],
 )
 def test_bad_environment_names_the_variable(env, message):
@@ -48,3 +49,32 @@ def test_missing_catalogue_is_a_clear_error(web_settings_factory, tmp_path):
 
     with pytest.raises(ConfigError, match="movie catalogue not found"):
         create_app(web_settings_factory(movies_path=tmp_path / "nope.json"))
+
+
+# PRAGMA synchronous answers with a number: OFF 0, NORMAL 1, FULL 2, EXTRA 3.
+SYNCHRONOUS_CODES = {"NORMAL": 1, "FULL": 2}
+
+
+@pytest.mark.parametrize("level", ["NORMAL", "FULL"])
+def test_sqlite_synchronous_reaches_every_connection(tmp_path, level):
+    from sqlalchemy import text
+
+    from web import db
+
+    settings = WebSettings.from_env({"SQLITE_SYNCHRONOUS": level, "SECRET_KEY": SECRET})
+    engine = db.make_engine(
+        f"sqlite:///{tmp_path / 'sync.sqlite3'}", 2, settings.sqlite_synchronous
+    )
+    try:
+        with engine.connect() as connection:
+            assert (
+                connection.execute(text("PRAGMA synchronous")).scalar()
+                == (SYNCHRONOUS_CODES[level])
+            )
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_synchronous_defaults_to_normal():
+    assert WebSettings.from_env({}).sqlite_synchronous == "NORMAL"

@@ -203,9 +203,16 @@ def management_headers(server: TorchServe) -> dict[str, str]:
     if server.config == "dev":
         return {}
     deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-    while not server.key_file.is_file() and time.monotonic() < deadline:
-        time.sleep(processes.POLL_INTERVAL_S)
-    return {"Authorization": f"Bearer {read_key_file(server.key_file)['management']}"}
+    while True:
+        # TorchServe creates the file before it writes the keys: wait for complete JSON.
+        try:
+            keys = read_key_file(server.key_file)
+            break
+        except (FileNotFoundError, ValueError, KeyError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(processes.POLL_INTERVAL_S)
+    return {"Authorization": f"Bearer {keys['management']}"}
 
 
 def has_ready_workers(response: requests.Response) -> bool:

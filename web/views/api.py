@@ -91,7 +91,7 @@ def recommend(model: str):
     (panel,) = fetch_panels(
         services(), cache_user, [model], ratings, body.k, g.request_id, "api.recommend", weights
     )
-    record_panels(db.get_session(), user and user.id, arm, [panel], g.request_id, "api.recommend")
+    record_panels(user and user.id, arm, [panel], g.request_id, "api.recommend")
     _raise_for(panel)
     return jsonify({**_panel_json(panel), "arm": arm, "request_id": g.request_id})
 
@@ -105,7 +105,6 @@ def recommend_batch():
         check_movies(catalog, query.movie_ratings(), f"users.{index}.ratings")
     weights = body.weights.model_dump() if body.weights else None
     results = []
-    database = db.get_session()
     for query in body.users:
         user, arm = _api_user(query.user_id)
         cache_user = user.external_id if user else f"api:{g.api_subject}"
@@ -119,7 +118,7 @@ def recommend_batch():
             "api.recommend_batch",
             weights,
         )
-        record_panels(database, user and user.id, arm, [panel], g.request_id, "api.batch")
+        record_panels(user and user.id, arm, [panel], g.request_id, "api.batch")
         if panel.status == 503:  # the server is down: no point asking for the next user
             _raise_for(panel)
         results.append({**_panel_json(panel), "user_id": query.user_id, "arm": arm})
@@ -145,7 +144,7 @@ def compare():
         "api.compare",
         weights,
     )
-    record_panels(db.get_session(), user and user.id, arm, panels, g.request_id, "api.compare")
+    record_panels(user and user.id, arm, panels, g.request_id, "api.compare")
     if all(panel.status == 503 for panel in panels):
         _raise_for(panels[0])
     return jsonify(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g, request, session
 
-from web import db
+from web import db, journal
 from web.profiles import resume_session, start_session
 from web.tables import User
 
@@ -18,7 +18,7 @@ def current_user() -> User:
     database = db.get_session()
     user = None
     if SESSION_KEY in session:
-        user = resume_session(database, session[SESSION_KEY])
+        user = resume_session(database, session[SESSION_KEY], journal.current())
     if user is None:
         web_session, user = start_session(database, request.headers.get("User-Agent"))
         session[SESSION_KEY] = web_session.id

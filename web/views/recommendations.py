@@ -33,17 +33,20 @@ def _model_arg(default: str) -> str:
 
 
 def _user_state() -> tuple:
-    user = current_user()
-    database = db.get_session()
-    settings = services().settings
-    arm = assign(database, user, settings.ab_experiment, settings.ab_arms)
-    return user, arm, ratings_of(database, user.id)
+    """(user, arm, ratings), looked up once per request however many helpers ask."""
+    if "user_state" not in g:
+        user = current_user()
+        database = db.get_session()
+        settings = services().settings
+        arm = assign(database, user, settings.ab_experiment, settings.ab_arms)
+        g.user_state = (user, arm, ratings_of(database, user.id))
+    return g.user_state
 
 
 def _panels_context(models: list[str], k: int, endpoint: str) -> dict:
     user, arm, ratings = _user_state()
     panels = fetch_panels(services(), user.external_id, models, ratings, k, g.request_id, endpoint)
-    record_panels(db.get_session(), user.id, arm, panels, g.request_id, endpoint)
+    record_panels(user.id, arm, panels, g.request_id, endpoint)
     return {
         "panels": panels,
         "arm": arm,

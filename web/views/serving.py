@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from web import instrumentation
+from web import instrumentation, journal
 from web.analytics import RECOMMEND_EVENT
 from web.app import Services
 from web.backends import BackendError, BackendRejected, RecommendationResult, RecommendRequest
@@ -70,19 +70,20 @@ def fetch_panels(
 
 
 def record_panels(
-    db: Session,
     user_id: int | None,
     arm: str | None,
     panels: list[Panel],
     request_id: str,
     endpoint: str,
 ) -> None:
-    """Impressions (when a user is known) and one event per panel, committed before answering."""
+    """Impressions (when a user is known) and one event per panel, staged in the request's
+    journal: committed in one transaction as the request ends, before the answer is sent."""
+    staged = journal.current()
     for panel in panels:
         if panel.result is not None and user_id is not None and arm is not None:
-            record_impressions(db, user_id, arm, panel.result, request_id)
+            record_impressions(staged, user_id, arm, panel.result, request_id)
         record_event(
-            db,
+            staged,
             RECOMMEND_EVENT,
             endpoint,
             panel.status,

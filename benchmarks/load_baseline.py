@@ -1,0 +1,89 @@
+"""The in-process baseline of a load run: the same model, in this process, on the same profiles.
+
+The TorchScript file inside the served ``.mar`` (so exactly the model under load), one thread
+(as a TorchServe worker), batch 1, forward pass and top-k: what a request costs without any
+server, transport or serialisation. Without the archive, the checkpoint is traced instead. The
+report divides the servers' figures by these, so it shows overheads as ratios.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BASELINE_MODELS = ("sae", "rbm")
+WARMUP_CALLS = 200
+TOP_K = 10
+TRACE_BATCH = 4  # rows of the example a checkpoint is traced with
+PERCENTILES = (50, 95, 99)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model: str
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @property
+    def rps(self) -> float:
+        """Sequential calls per second on one thread."""
+        return 1000.0 / self.mean_ms
+
+
+def percentiles_ms(samples: list[float]) -> dict[int, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return {p: cuts[p - 1] for p in PERCENTILES}
+
+
+def scripted_model(name: str, model_store: Path, checkpoints: Path, example):
+    """``<name>.pt`` from ``<model_store>/<name>.mar``, else the traced checkpoint."""
+    import torch
+
+    archive = model_store / f"{name}.mar"
+    if archive.is_file():
+        with zipfile.ZipFile(archive) as mar:
+            return torch.jit.load(io.BytesIO(mar.read(f"{name}.pt")))
+    checkpoint = checkpoints / f"{name}.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"neither {archive} nor {checkpoint}: run `movierec train` and `movierec export`"
+        )
+    from training.export.torchserve import trace_model
+    from training.models import load_checkpoint
+
+    return trace_model(load_checkpoint(checkpoint).model, example)
+
+
+def measure(name: str, model_store: Path, checkpoints: Path, profiles: dict, calls: int):
+    import torch
+
+    torch.set_num_threads(1)
+    column_of = {movie: column for column, movie in enumerate(profiles["item_ids"])}
+    rows = torch.zeros(len(profiles["profiles"]), len(profiles["item_ids"]))
+    for row, profile in zip(rows, profiles["profiles"], strict=True):
+        for movie, stars in profile["ratings"].items():
+            row[column_of[int(movie)]] = stars
+    model = scripted_model(name, model_store, checkpoints, rows[:TRACE_BATCH])
+    samples = []
+    with torch.inference_mode():
+        for i in range(WARMUP_CALLS + calls):
+            row = rows[i % len(rows)].unsqueeze(0)
+            started = time.perf_counter()
+            scores = model(row).masked_fill(row > 0, float("-inf"))
+            scores.topk(TOP_K, dim=1)
+            if i >= WARMUP_CALLS:
+                samples.append((time.perf_counter() - started) * 1000.0)
+    cuts = percentiles_ms(samples)
+    return Baseline(name, cuts[50], cuts[95], cuts[99], statistics.fmean(samples))
+
+
+def measure_all(
+    model_store: Path, checkpoints: Path, profiles: dict, calls: int
+) -> dict[str, Baseline]:
+    return {m: measure(m, model_store, checkpoints, profiles, calls) for m in BASELINE_MODELS}
