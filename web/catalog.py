@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from training.config import ConfigError
+from training.data.parsers import Movie
 
 MAX_SEARCH_RESULTS = 20
 
 
-@dataclass(frozen=True)
-class Movie:
-    movie_id: int
-    title: str
-    year: int | None
-    genres: tuple[str, ...]
-
-    @property
-    def label(self) -> str:
-        return f"{self.title} ({self.year})" if self.year else self.title
+__all__ = ["Catalog", "Movie"]
 
 
 class Catalog:

@@ -48,6 +48,11 @@ class Movie:
     year: int | None
     genres: tuple[str, ...]
 
+    @property
+    def label(self) -> str:
+        """The title as people write it: "Toy Story (1995)"."""
+        return f"{self.title} ({self.year})" if self.year else self.title
+
     def to_dict(self) -> dict:
         return {
             "movie_id": self.movie_id,
