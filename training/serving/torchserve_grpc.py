@@ -7,6 +7,7 @@ google/rpc/status.proto they import); grpcio-tools compiles them into ``<root>/.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import shutil
@@ -59,6 +60,9 @@ def generate_stubs(out: Path | None = None) -> Path:
     return out
 
 
+# Once per process: checking the stubs hashes the 46 MB TorchServe jar, and a module is only
+# imported once anyway.
+@functools.cache
 def load_stubs(out: Path | None = None) -> SimpleNamespace:
     """Generate (if needed) and import the stubs: ``.inference_pb2``, ``.inference_pb2_grpc``..."""
     folder = str(generate_stubs(out))
