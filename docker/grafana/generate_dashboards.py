@@ -49,6 +49,22 @@ class Layout:
         return placed
 
 
+# A per-epoch series shown as a table: one row per epoch, one column per model.
+EPOCH_BY_MODEL = [
+    {
+        "id": "groupingToMatrix",
+        "options": {"columnField": "model_type", "rowField": "epoch", "valueField": "Value"},
+    },
+    {
+        "id": "convertFieldType",
+        "options": {
+            "conversions": [{"targetField": "epoch\\model_type", "destinationType": "number"}]
+        },
+    },
+    {"id": "sortBy", "options": {"sort": [{"field": "epoch\\model_type"}]}},
+]
+
+
 def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict:
     found = {
         "datasource": DATASOURCE,
@@ -347,25 +363,7 @@ def model_performance() -> dict:
             table(
                 "Training loss per epoch (SAE | RBM)",
                 [("training_loss", "")],
-                [
-                    {
-                        "id": "groupingToMatrix",
-                        "options": {
-                            "columnField": "model_type",
-                            "rowField": "epoch",
-                            "valueField": "Value",
-                        },
-                    },
-                    {
-                        "id": "convertFieldType",
-                        "options": {
-                            "conversions": [
-                                {"targetField": "epoch\\model_type", "destinationType": "number"}
-                            ]
-                        },
-                    },
-                    {"id": "sortBy", "options": {"sort": [{"field": "epoch\\model_type"}]}},
-                ],
+                EPOCH_BY_MODEL,
             ),
             8,
             10,
@@ -374,25 +372,7 @@ def model_performance() -> dict:
             table(
                 "Validation figure per epoch (SAE | RBM)",
                 [("validation_loss", "")],
-                [
-                    {
-                        "id": "groupingToMatrix",
-                        "options": {
-                            "columnField": "model_type",
-                            "rowField": "epoch",
-                            "valueField": "Value",
-                        },
-                    },
-                    {
-                        "id": "convertFieldType",
-                        "options": {
-                            "conversions": [
-                                {"targetField": "epoch\\model_type", "destinationType": "number"}
-                            ]
-                        },
-                    },
-                    {"id": "sortBy", "options": {"sort": [{"field": "epoch\\model_type"}]}},
-                ],
+                EPOCH_BY_MODEL,
             ),
             8,
             10,
