@@ -128,6 +128,25 @@ class Payloads:
     batch: list[bytes]
 
 
+def _call(model: str, kind: str, name: str, batch: bool = False):
+    def run(user) -> None:
+        user.predict(model, user.rng.choice(getattr(user.bodies, kind)), name, batch=batch)
+
+    run.__name__ = name.replace(" ", "_")
+    return run
+
+
+# The TorchServe request mix of both the HTTP and the gRPC scenario (task -> weight): the SAE
+# most, then the RBM and the hybrid, and a few bodies of several users. Each user class
+# supplies ``predict(model, body, name, batch=False)``.
+TORCHSERVE_MIX = {
+    _call("sae", "single", "sae"): 6,
+    _call("rbm", "single", "rbm"): 2,
+    _call("hybrid", "hybrid", "hybrid"): 2,
+    _call("sae", "batch", "sae batch", batch=True): 1,
+}
+
+
 @cache
 def payloads_from(path: str, seed: int = 0) -> Payloads:
     data = profiles_from(path)

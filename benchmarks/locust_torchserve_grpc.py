@@ -16,7 +16,7 @@ import random
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 import locust_common as common
-from locust import User, task
+from locust import User
 
 from training.serving.torchserve_client import GRPC_BODY_KEY
 from training.serving.torchserve_grpc import load_stubs
@@ -43,6 +43,7 @@ def check_reply(prediction: bytes) -> None:
 
 class TorchServeGrpcUser(User):
     wait_time = common.think_time
+    tasks = common.TORCHSERVE_MIX
 
     def on_start(self) -> None:
         self.rng = random.Random()
@@ -53,7 +54,8 @@ class TorchServeGrpcUser(User):
     def on_stop(self) -> None:
         self.channel.close()
 
-    def _predict(self, model: str, body: bytes, name: str) -> None:
+    def predict(self, model: str, body: bytes, name: str, batch: bool = False) -> None:
+        """``batch`` needs no check of its own: ``check_reply`` accepts either answer."""
         request = STUBS.inference_pb2.PredictionsRequest(
             model_name=model, input={GRPC_BODY_KEY: body}
         )
@@ -61,19 +63,3 @@ class TorchServeGrpcUser(User):
             reply = self.stub.Predictions(request, timeout=TIMEOUT_S)
             meta["response_length"] = len(reply.prediction)
             check_reply(reply.prediction)
-
-    @task(6)
-    def sae(self) -> None:
-        self._predict("sae", self.rng.choice(self.bodies.single), "sae")
-
-    @task(2)
-    def rbm(self) -> None:
-        self._predict("rbm", self.rng.choice(self.bodies.single), "rbm")
-
-    @task(2)
-    def hybrid(self) -> None:
-        self._predict("hybrid", self.rng.choice(self.bodies.hybrid), "hybrid")
-
-    @task(1)
-    def sae_batch(self) -> None:
-        self._predict("sae", self.rng.choice(self.bodies.batch), "sae batch")

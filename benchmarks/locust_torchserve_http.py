@@ -13,20 +13,23 @@ from __future__ import annotations
 import random
 
 import locust_common as common
-from locust import FastHttpUser, task
+from locust import FastHttpUser
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 EXPECTED_KEY = b'"recommendations"'  # every single-user answer carries its list
+BATCH_KEY = b'"users"'  # a batch answer lists one answer per user
 
 
 class TorchServeHttpUser(FastHttpUser):
     wait_time = common.think_time
+    tasks = common.TORCHSERVE_MIX
 
     def on_start(self) -> None:
         self.rng = random.Random()
         self.bodies = common.payloads(self.environment)
 
-    def _predict(self, model: str, body: bytes, name: str, expected: bytes = EXPECTED_KEY) -> None:
+    def predict(self, model: str, body: bytes, name: str, batch: bool = False) -> None:
+        expected = BATCH_KEY if batch else EXPECTED_KEY
         with self.client.post(
             f"/predictions/{model}", data=body, headers=JSON_HEADERS, name=name,
             catch_response=True,
@@ -35,19 +38,3 @@ class TorchServeHttpUser(FastHttpUser):
                 response.failure(common.describe_failure(response))
             elif expected not in (response.content or b""):
                 response.failure(f"answer without {expected.decode()}")
-
-    @task(6)
-    def sae(self) -> None:
-        self._predict("sae", self.rng.choice(self.bodies.single), "sae")
-
-    @task(2)
-    def rbm(self) -> None:
-        self._predict("rbm", self.rng.choice(self.bodies.single), "rbm")
-
-    @task(2)
-    def hybrid(self) -> None:
-        self._predict("hybrid", self.rng.choice(self.bodies.hybrid), "hybrid")
-
-    @task(1)
-    def sae_batch(self) -> None:
-        self._predict("sae", self.rng.choice(self.bodies.batch), "sae batch", b'"users"')
