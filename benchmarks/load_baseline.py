@@ -2,8 +2,8 @@
 
 The TorchScript file inside the served ``.mar`` (so exactly the model under load), one thread
 (as a TorchServe worker), batch 1, forward pass and top-k: what a request costs without any
-server, transport or serialisation. Without the archive, the checkpoint is traced instead. The
-report divides the servers' figures by these, so it shows overheads as ratios.
+server, transport or serialisation. Without the archive, the checkpoint's serving form is
+scripted instead. The report divides the servers' figures by these, so it shows overheads as ratios.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 BASELINE_MODELS = ("sae", "rbm")
 WARMUP_CALLS = 200
 TOP_K = 10
-TRACE_BATCH = 4  # rows of the example a checkpoint is traced with
+EXAMPLE_BATCH = 4  # rows a checkpoint's serving form is checked on
 PERCENTILES = (50, 95, 99)
 
 
@@ -42,7 +42,7 @@ def percentiles_ms(samples: list[float]) -> dict[int, float]:
 
 
 def scripted_model(name: str, model_store: Path, checkpoints: Path, example):
-    """``<name>.pt`` from ``<model_store>/<name>.mar``, else the traced checkpoint."""
+    """``<name>.pt`` from ``<model_store>/<name>.mar``, else the checkpoint's serving form."""
     import torch
 
     archive = model_store / f"{name}.mar"
@@ -54,10 +54,10 @@ def scripted_model(name: str, model_store: Path, checkpoints: Path, example):
         raise FileNotFoundError(
             f"neither {archive} nor {checkpoint}: run `movierec train` and `movierec export`"
         )
-    from training.export.torchserve import trace_model
+    from training.export.torchserve import script_for_serving
     from training.models import load_checkpoint
 
-    return trace_model(load_checkpoint(checkpoint).model, example)
+    return script_for_serving(load_checkpoint(checkpoint).model, example)
 
 
 def measure(name: str, model_store: Path, checkpoints: Path, profiles: dict, calls: int):
@@ -69,7 +69,7 @@ def measure(name: str, model_store: Path, checkpoints: Path, profiles: dict, cal
     for row, profile in zip(rows, profiles["profiles"], strict=True):
         for movie, stars in profile["ratings"].items():
             row[column_of[int(movie)]] = stars
-    model = scripted_model(name, model_store, checkpoints, rows[:TRACE_BATCH])
+    model = scripted_model(name, model_store, checkpoints, rows[:EXAMPLE_BATCH])
     samples = []
     with torch.inference_mode():
         for i in range(WARMUP_CALLS + calls):

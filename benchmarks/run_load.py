@@ -48,6 +48,10 @@ log = logging.getLogger("load")
 RESULTS = BENCH_DIR / "results"
 USER_ERROR = "exception in"  # how locust_common names errors raised by task code
 BENCH_SECONDS = 20.0
+# Before a scenario's measured points (bench only): load at its largest user count, discarded.
+# TorchServe's JVM compiles its hot paths over the first thousands of requests, and the
+# workers' caches fill; without it the first point (1 user) measures the warm-up.
+WARMUP_SECONDS = 15.0
 SMOKE_SECONDS = 5.0
 SMOKE_USERS = 2
 SOAK_SECONDS = 300.0
@@ -219,6 +223,9 @@ def run_points(
 ) -> list[report.Point]:  # fmt: skip
     points = []
     for scenario in scenarios:
+        if options.get("warmup_s"):
+            warm_up(scenario, host_of(endpoints, scenario), max(users[scenario.name]), folder,
+                    options)  # fmt: skip
         for count in users[scenario.name]:
             run = LocustRun(scenario, host_of(endpoints, scenario), count, seconds, folder, options)
             try:
@@ -231,6 +238,19 @@ def run_points(
                      report.ms(total.p50), report.ms(total.p95))  # fmt: skip
             points.append(point)
     return points
+
+
+def warm_up(scenario: Scenario, host: str, users: int, folder: Path, options: dict) -> None:
+    log.info("%s: warming up for %gs at %d users (not measured)", scenario.name,
+             options["warmup_s"], users)  # fmt: skip
+    scratch = folder / "warmup"
+    scratch.mkdir(parents=True, exist_ok=True)
+    run = LocustRun(scenario, host, users, options["warmup_s"], scratch, options)
+    try:
+        run.finish()
+    finally:
+        run.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_soak(
@@ -529,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         model_store = args.model_store or paths.model_store
         baselines = measure_all(model_store, paths.checkpoints, profiles, BASELINE_CALLS[args.mode])
         options = {"profiles": profiles_file, "processes": args.processes,
-                   "reset_stats": args.mode == "bench"}  # fmt: skip
+                   "reset_stats": args.mode == "bench",
+                   "warmup_s": WARMUP_SECONDS if args.mode == "bench" else 0.0}  # fmt: skip
         samples = []
         with LoadStack(paths, work) as stack:
             endpoints = start_servers(stack, args, scenarios)

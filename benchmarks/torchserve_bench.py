@@ -114,14 +114,14 @@ def throughput(url: str, model: str, bodies: list[bytes], clients: int, seconds:
 def in_process_forward(checkpoint: Path, bodies: list[bytes], n: int) -> list[float]:
     """The same model in this process, batch 1 (TorchScript, 1 thread like a worker)."""
     from training.data.preprocess import load_prepared
-    from training.export.torchserve import trace_model
+    from training.export.torchserve import script_for_serving
     from training.models import load_checkpoint
 
     torch.set_num_threads(1)
     recommender = load_checkpoint(checkpoint)
     prepared = load_prepared(Paths().prepared(recommender.extra.get("dataset", "ml-100k")))
     rows = prepared.train[:SAMPLE_USERS]
-    model = trace_model(recommender.model, rows[:4])
+    model = script_for_serving(recommender.model, rows[:4])
     samples = []
     with torch.inference_mode():
         for i in range(WARMUP_REQUESTS + n):

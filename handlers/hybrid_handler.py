@@ -22,7 +22,7 @@ class HybridHandler(RecommenderHandler):
         return self.parts
 
     def rank(self, batch: Batch) -> list[dict]:
-        mask = rec.candidate_mask(batch.users, self.catalogue.n_items)
+        mask = rec.candidate_mask(batch.users, self.catalogue.n_items, batch.inputs)
         mixed = rec.hybrid_scores(batch.scores, mask, [user.weights for user in batch.users])
         answers = []
         for row, user in enumerate(batch.users):

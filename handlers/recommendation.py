@@ -34,6 +34,13 @@ MAX_BECAUSE = 3  # movies named per explanation
 MAX_LISTED = 10  # offending ids/values quoted in one error message
 JSON_CONTENT_TYPE = "application/json"
 
+# Buffers of the served models (training.models.serving) that item vectors are read from.
+SERVING_SAE_ENCODER = "encoder_by_input"
+SERVING_SAE_DECODER = "decoder.weight"
+SERVING_SAE_DECODER_FLOAT = "decoder_float_weight"  # float32 copy beside an int8 decoder
+SERVING_SAE_MEMBERS = "members"
+SERVING_RBM_WEIGHT = "weight_by_item"
+
 STRATEGY_MODEL = "model"
 STRATEGY_POPULARITY = "popularity"
 
@@ -88,9 +95,14 @@ class Catalogue:
     movies: dict[int, dict[str, Any]]  # movie id -> {title, year, genres}
     popularity: torch.Tensor  # float32 [n_items]: train ratings per movie
     column_of: dict[int, int] = field(init=False)
+    column_of_key: dict[str, int] = field(init=False)  # JSON keys: "50" -> column of movie 50
+    described: list[dict[str, Any]] = field(init=False)  # describe() of each column's movie
 
     def __post_init__(self) -> None:
+        # Built once: every request looks its ratings up here and describes its answers.
         object.__setattr__(self, "column_of", {mid: c for c, mid in enumerate(self.item_ids)})
+        object.__setattr__(self, "column_of_key", {str(mid): c for mid, c in self.column_of.items()})
+        object.__setattr__(self, "described", [self.describe(mid) for mid in self.item_ids])
         if self.popularity.shape != (len(self.item_ids),):
             raise ValueError(
                 f"popularity has {tuple(self.popularity.shape)} entries, "
@@ -232,11 +244,15 @@ def parse_ratings(ratings: Any, catalogue: Catalogue) -> dict[int, float]:
             f"ratings must be an object of movie id -> rating, not {_kind(ratings)}",
         )
     unknown, invalid, by_column = [], [], {}
+    column_of_key = catalogue.column_of_key
     for key, value in ratings.items():
-        column = catalogue.column_of.get(_as_movie_id(key))
+        column = column_of_key.get(key)
+        if column is None:  # not the canonical spelling ("050", " 50"), or not a movie
+            column = catalogue.column_of.get(_as_movie_id(key))
         if column is None:
             unknown.append(key)
-        elif not _is_number(value) or not MIN_RATING <= value <= MAX_RATING:
+        # An exact type test keeps bools out; NaN and infinities fail the range test.
+        elif type(value) not in (int, float) or not MIN_RATING <= value <= MAX_RATING:
             invalid.append(f"{key}={json.dumps(value)}")
         else:
             by_column[column] = float(value)
@@ -323,17 +339,22 @@ def ratings_matrix(users: list[UserQuery], n_items: int) -> torch.Tensor:
     for row, user in enumerate(users):
         if user.ratings:
             columns = torch.tensor(list(user.ratings), dtype=torch.long)
-            matrix[row, columns] = torch.tensor(list(user.ratings.values()), dtype=torch.float32)
+            values = torch.tensor(list(user.ratings.values()), dtype=torch.float32)
+            matrix[row].index_put_((columns,), values)
     return matrix
 
 
-def candidate_mask(users: list[UserQuery], n_items: int) -> torch.Tensor:
-    """True where a movie may be recommended (rated ones are out when exclude_rated)."""
-    mask = torch.ones(len(users), n_items, dtype=torch.bool)
-    for row, user in enumerate(users):
-        if user.exclude_rated and user.ratings:
-            mask[row, list(user.ratings)] = False
-    return mask
+def candidate_mask(
+    users: list[UserQuery], n_items: int, ratings: torch.Tensor | None = None
+) -> torch.Tensor:
+    """True where a movie may be recommended (rated ones are out when exclude_rated).
+
+    ``ratings`` is ``ratings_matrix(users, n_items)`` when the caller already has it.
+    """
+    if ratings is None:
+        ratings = ratings_matrix(users, n_items)
+    exclude = torch.tensor([user.exclude_rated for user in users], dtype=torch.bool)
+    return ~((ratings > 0) & exclude.unsqueeze(1))
 
 
 def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> list[int]:
@@ -342,8 +363,12 @@ def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> list[int]:
     if k == 0:
         return []
     masked = scores.masked_fill(~mask, -math.inf)
-    # topk finds the cut-off; only the (few) columns at or above it get the stable sort.
-    kth = masked.topk(k).values[-1]
+    # One past k: when no two of these scores tie, topk's order is already the stable one.
+    values, columns = masked.topk(min(k + 1, masked.shape[0]))
+    if not bool((values[1:] == values[:-1]).any()):
+        return columns[:k].tolist()
+    # Ties: topk gives the cut-off; only the (few) columns at or above it get the stable sort.
+    kth = values[k - 1]
     columns = ((masked >= kth) & mask).nonzero().squeeze(1)
     order = torch.sort(masked[columns], descending=True, stable=True).indices[:k]
     return columns[order].tolist()
@@ -377,16 +402,35 @@ def item_vectors(model_name: str, state: dict[str, torch.Tensor]) -> torch.Tenso
     decoder's output row of that item. RBM: the columns of W (an item's hidden connections).
     """
     if model_name == "rbm":
-        return normalise_rows(state["weight"].t())
+        if SERVING_RBM_WEIGHT in state:
+            return normalise_rows(state[SERVING_RBM_WEIGHT])
+        # contiguous, so the sums run as over the served model's transposed copy (bit-equal)
+        return normalise_rows(state["weight"].t().contiguous())
     if model_name == "sae":
         parts = []
-        for weights in _linear_weights_by_network(state).values():
-            encoder_in, decoder_out = weights[0], weights[-1]
+        for encoder_by_input, decoder_out in _sae_networks(state):
             n_items = decoder_out.shape[0]
-            per_item = torch.cat(encoder_in.t().split(n_items), dim=1)
+            per_item = torch.cat(encoder_by_input.split(n_items), dim=1)
             parts += [normalise_rows(per_item), normalise_rows(decoder_out)]
         return normalise_rows(torch.cat(parts, dim=1))
     raise ValueError(f"no item embedding is defined for model {model_name!r}")
+
+
+def _sae_networks(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per autoencoder: (input layer as [n_inputs, hidden], output layer [n_items, hidden]).
+
+    The served SAE (``training.models.serving.ServingSAE``) holds its members side by side in
+    one network; a training checkpoint holds one nn.Sequential per member.
+    """
+    if SERVING_SAE_ENCODER in state:
+        members = int(state[SERVING_SAE_MEMBERS])
+        encoders = state[SERVING_SAE_ENCODER].chunk(members, dim=1)
+        decoder = state.get(SERVING_SAE_DECODER_FLOAT, state.get(SERVING_SAE_DECODER))
+        decoders = decoder.chunk(members, dim=1)
+        return list(zip(encoders, decoders, strict=True))
+    return [
+        (weights[0].t(), weights[-1]) for weights in _linear_weights_by_network(state).values()
+    ]
 
 
 def _linear_weights_by_network(state: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
@@ -412,11 +456,14 @@ def because(vectors: torch.Tensor, recommended: list[int], user: UserQuery) -> l
     liked = [c for c, rating in user.ratings.items() if rating >= LIKED_RATING]
     if not liked or not recommended:
         return [[] for _ in recommended]
-    similarity = vectors[recommended] @ vectors[liked].t()  # cosine: the rows are unit length
+    # Cosines (the rows are unit length); index_select with tensors, not Python lists.
+    similarity = vectors.index_select(0, torch.tensor(recommended)) @ vectors.index_select(
+        0, torch.tensor(liked)
+    ).t()
     best = similarity.topk(min(MAX_BECAUSE, len(liked)), dim=1)
     return [
-        [liked[i] for i, s in zip(idx.tolist(), sims.tolist(), strict=True) if s > 0]
-        for sims, idx in zip(best.values, best.indices, strict=True)
+        [liked[i] for i, s in zip(idx, sims, strict=True) if s > 0]
+        for sims, idx in zip(best.values.tolist(), best.indices.tolist(), strict=True)
     ]
 
 
@@ -448,11 +495,16 @@ def model_answer(
 ) -> dict[str, Any]:
     """One user's recommendations from the model's scores (rows of [n_items] for that user)."""
     items = []
+    index = torch.tensor(columns, dtype=torch.long)
+    chosen_scores = scores.index_select(0, index).tolist()
+    chosen_ratings = (
+        None if predicted_rating is None else predicted_rating.index_select(0, index).tolist()
+    )
     for position, column in enumerate(columns):
-        item = catalogue.describe(catalogue.item_ids[column])
-        item["score"] = float(scores[column])
-        if predicted_rating is not None:
-            item["predicted_rating"] = float(predicted_rating[column])
+        item = dict(catalogue.described[column])
+        item["score"] = chosen_scores[position]
+        if chosen_ratings is not None:
+            item["predicted_rating"] = chosen_ratings[position]
         if user.explain and because_columns is not None:
             item["because"] = [catalogue.item_ids[c] for c in because_columns[position]]
         items.append(item)

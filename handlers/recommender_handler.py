@@ -141,7 +141,7 @@ class RecommenderHandler(BaseHandler):
 
     def rank(self, batch: Batch) -> list[dict]:
         """One answer per user of ``batch.users`` from ``batch.scores``."""
-        mask = rec.candidate_mask(batch.users, self.catalogue.n_items)
+        mask = rec.candidate_mask(batch.users, self.catalogue.n_items, batch.inputs)
         scores = batch.scores[self.name]
         predicted = scores if self.name == "sae" else None
         answers = []

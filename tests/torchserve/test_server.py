@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers import recommendation as rec
@@ -111,10 +112,16 @@ def minmax(scores: np.ndarray, rated: list[int]) -> np.ndarray:
 
 
 def test_server_top_k_equals_the_in_process_models(client, checkpoints, prepared, item_ids):
+    """The archives serve the checkpoints' serving forms (int8 output layers): the same
+    form in this process gives the same lists."""
     from training.models import load_checkpoint
+    from training.models.serving import serving_module
 
     rows = prepared.train[list(PARITY_USERS)]
-    local = {name: load_checkpoint(checkpoints[name]).predict(rows).numpy() for name in checkpoints}
+    local = {}
+    for name, path in checkpoints.items():
+        with torch.inference_mode():
+            local[name] = serving_module(load_checkpoint(path).model)(rows).numpy()
     weights = {"sae": 0.3, "rbm": 0.7}
     for i, row in enumerate(PARITY_USERS):
         rated = rows[i].nonzero().squeeze(1).tolist()

@@ -25,6 +25,7 @@ from training.config import ConfigError, Paths, get_logger
 from training.models import load_checkpoint
 from training.models.base import BaseRecommender
 from training.models.sae import MAX_RATING, MIN_RATING
+from training.models.serving import serving_module
 from training.serving import triton_names as tn
 
 log = get_logger("export")
@@ -206,7 +207,12 @@ def export_model(checkpoint: Path, repo: Path) -> tuple[Path, list[int]]:
         )
     if recommender.n_items < tn.TOP_K:
         raise ConfigError(f"{checkpoint}: {recommender.n_items} items, fewer than top-k {tn.TOP_K}")
-    graph = ServingGraph(recommender.model, item_ids)
+    # Dense input layer (an exported graph cannot hold a data-dependent number of rated movies)
+    # and float32 weights (int8 dynamic quantization is an eager PyTorch form; onnxruntime has
+    # its own, and the GPU does not need it).
+    graph = ServingGraph(
+        serving_module(recommender.model, sparse_input=False, quantize=False), item_ids
+    )
     path = onnx_path(repo, recommender.name)
     example = {tn.RATINGS.name: _verification_ratings(recommender.n_items)[:EXAMPLE_BATCH]}
     _to_onnx(
@@ -216,7 +222,8 @@ def export_model(checkpoint: Path, repo: Path) -> tuple[Path, list[int]]:
         f"movierec {recommender.name}: raw ratings -> scores, top-k",
         _metadata(recommender, checkpoint),
     )
-    error = _verify(path, graph, {tn.RATINGS.name: _verification_ratings(recommender.n_items)})
+    trained = ServingGraph(recommender.model, item_ids)  # parity with the trained module
+    error = _verify(path, trained, {tn.RATINGS.name: _verification_ratings(recommender.n_items)})
     log.info("exported %s -> %s (max |onnx - torch| = %.1e)", checkpoint, path, error)
     return path, item_ids
 

@@ -52,12 +52,7 @@ class SAENet(nn.Module):
     def baseline(self, ratings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.center:
             return torch.zeros_like(ratings)
-        item_base = self.global_mean + self.item_bias
-        residual = (ratings - item_base) * mask
-        user_bias = residual.sum(dim=1, keepdim=True) / (
-            mask.sum(dim=1, keepdim=True) + self.bias_reg
-        )
-        return item_base + user_bias
+        return centred_baseline(ratings, mask, self.global_mean, self.item_bias, self.bias_reg)
 
     def member_predictions(
         self, ratings: torch.Tensor, corrupt: torch.Tensor | None = None
@@ -75,6 +70,20 @@ class SAENet(nn.Module):
 
     def forward(self, ratings: torch.Tensor) -> torch.Tensor:
         return self.member_predictions(ratings).mean(dim=0).clamp(MIN_RATING, MAX_RATING)
+
+
+def centred_baseline(
+    ratings: torch.Tensor,
+    mask: torch.Tensor,
+    global_mean: torch.Tensor,
+    item_bias: torch.Tensor,
+    bias_reg: float,
+) -> torch.Tensor:
+    """Global mean + item bias + the user's own regularised bias, folded in from ``ratings``."""
+    item_base = global_mean + item_bias
+    residual = (ratings - item_base) * mask
+    user_bias = residual.sum(dim=1, keepdim=True) / (mask.sum(dim=1, keepdim=True) + bias_reg)
+    return item_base + user_bias
 
 
 def _rename_single_network(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:

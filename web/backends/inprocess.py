@@ -10,6 +10,7 @@ import torch
 
 from handlers import recommendation as rec
 from training.models import load_checkpoint
+from training.models.serving import serving_module
 from web.backends import ranking
 from web.backends.base import (
     BackendUnavailable,
@@ -37,11 +38,13 @@ class InProcessBackend(ModelBackend):
             try:
                 self.catalogue = ranking.catalogue_from_prepared(self.prepared_dir)
                 paths = {name: self.checkpoints_dir / f"{name}.pt" for name in ranking.HYBRID_PARTS}
-                self.models = {name: load_checkpoint(path).model for name, path in paths.items()}
+                # The form TorchServe serves (members fused, sparse input): same answers.
+                self.models = {
+                    name: serving_module(load_checkpoint(path).model)
+                    for name, path in paths.items()
+                }
             except (FileNotFoundError, ValueError) as exc:
                 raise BackendUnavailable(f"in-process models could not be loaded: {exc}") from exc
-            for model in self.models.values():
-                model.eval()
             part_versions = {name: ranking.file_version(path) for name, path in paths.items()}
             self.versions = {
                 **part_versions,

@@ -1,0 +1,196 @@
+"""Inference-only forms of the trained models: same answers, a fraction of the memory traffic.
+
+A served request is one user (or a handful) who rated about a hundred of the catalogue's
+movies. The training modules read every weight on every call: the SAE ensemble reads its three
+encoders and three decoders (12 MB for three 300-unit members on ML-100K), the RBM its weight
+matrix twice. At batch sizes of 1-8 that is memory-bound, so the serving forms
+
+* read only the rows of the input layer that belong to rated movies (``embedding_bag`` with the
+  ratings as per-sample weights: a sparse-dense product with no dense input tensor), and
+* fuse the SAE's members into one network: the first layers stacked (each member's hidden units
+  side by side), deeper layers block-diagonal, the output layers side by side fed the hidden
+  units scaled by 1/members, so one product gives the members' mean.
+
+* keep the dense layers after it in int8 (``quantize``: dynamic quantization, activations stay
+  float32 and are quantized per call), a quarter of the bytes of the output layers, which every
+  request reads in full.
+
+``sparse_input=False`` keeps the input layer a dense product: graphs for ``torch.export`` / ONNX
+cannot hold the data-dependent number of rated movies, and batched GPU inference prefers it.
+Without ``quantize`` outputs match the training modules to float32 rounding; with it, within a
+few hundredths of a star or of a probability, and the test figures of the served form are
+checked against the trained one at export (``training.export.torchserve``).
+
+Explanations read item vectors from these modules' buffers (``handlers.recommendation.
+item_vectors``): the fused SAE keeps each member's block of columns, so the vectors are the
+training module's exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from training.data.encoding import prepare_autoencoder_data
+from training.models.rbm import RBMNet
+from training.models.sae import MAX_RATING, MIN_RATING, SAENet, centred_baseline
+
+FLOAT_DECODER = "decoder_float_weight"  # handlers.recommendation.SERVING_SAE_DECODER_FLOAT
+
+
+def _rated_bags(rated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """True entries of [batch, n_items] as embedding_bag input: (rows, columns, offsets)."""
+    found = rated.nonzero()
+    rows, columns = found[:, 0], found[:, 1]
+    counts = torch.bincount(rows, minlength=rated.shape[0])
+    return rows, columns, torch.cumsum(counts, 0) - counts
+
+
+class ServingSAE(nn.Module):
+    """``SAENet.forward`` with the members fused into one network and a sparse input layer."""
+
+    @torch.no_grad()
+    def __init__(self, net: SAENet, sparse_input: bool = True) -> None:
+        super().__init__()
+        self.sparse_input = sparse_input
+        self.center = net.center
+        self.bias_reg = float(net.bias_reg)
+        self.implicit_input = net.implicit_input
+        self.rating_range = (MIN_RATING, MAX_RATING)  # an attribute, so TorchScript keeps it
+        linears = [[m for m in member if isinstance(m, nn.Linear)] for member in net.members]
+        activations = [m for m in net.members[0] if not isinstance(m, nn.Linear | nn.Dropout)]
+        self.activation = activations[0] if activations else nn.Identity()
+        n_members = len(linears)
+        first = [layers[0] for layers in linears]
+        # [n_inputs, hidden of all members]: row i is what input i adds to every hidden unit.
+        self.register_buffer(
+            "encoder_by_input", torch.cat([layer.weight for layer in first]).t().contiguous()
+        )
+        self.register_buffer("encoder_bias", torch.cat([layer.bias for layer in first]))
+        self.hidden = nn.ModuleList(
+            [
+                _linear(
+                    torch.block_diag(*[layers[depth].weight for layers in linears]),
+                    torch.cat([layers[depth].bias for layers in linears]),
+                )
+                for depth in range(1, len(linears[0]) - 1)
+            ]
+        )
+        last = [layers[-1] for layers in linears]
+        # Weights side by side, unscaled (so the item vectors read from them are the members'
+        # own); the hidden units are scaled by 1/members instead.
+        self.decoder = _linear(
+            torch.cat([layer.weight for layer in last], dim=1),
+            torch.stack([layer.bias for layer in last]).mean(dim=0),
+        )
+        self.member_share = 1.0 / n_members
+        # Explanations split the fused columns back into members (item_vectors).
+        self.register_buffer("members", torch.tensor(n_members))
+        self.register_buffer("global_mean", net.global_mean.clone())
+        self.register_buffer("item_bias", net.item_bias.clone())
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        ratings = prepare_autoencoder_data(ratings)
+        mask = (ratings > 0).to(ratings.dtype)
+        base = torch.zeros_like(ratings)
+        if self.center:
+            base = centred_baseline(ratings, mask, self.global_mean, self.item_bias, self.bias_reg)
+        hidden = self.encode((ratings - base) * mask, mask, ratings > 0)
+        for layer in self.hidden:
+            hidden = self.activation(layer(hidden))
+        return (base + self.decoder(hidden * self.member_share)).clamp(self.rating_range[0], self.rating_range[1])
+
+    def encode(self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor):
+        n_items = residual.shape[1]
+        if not self.sparse_input:
+            inputs = torch.cat([residual, mask], dim=1) if self.implicit_input else residual
+            return self.activation(inputs @ self.encoder_by_input + self.encoder_bias)
+        rows, columns, offsets = _rated_bags(rated)
+        values = residual[rows, columns]
+        if self.implicit_input:
+            # Each rated movie feeds two inputs (its residual, then "was rated" = 1), kept
+            # next to each other so every user's entries stay one contiguous bag.
+            columns = torch.stack([columns, columns + n_items], dim=1).flatten()
+            values = torch.stack([values, torch.ones_like(values)], dim=1).flatten()
+            offsets = offsets * 2
+        hidden = F.embedding_bag(
+            columns, self.encoder_by_input, offsets, mode="sum", per_sample_weights=values
+        )
+        return self.activation(hidden + self.encoder_bias)
+
+
+class ServingRBM(nn.Module):
+    """``RBMNet.forward`` with a sparse visible -> hidden pass and one copy of the weights."""
+
+    @torch.no_grad()
+    def __init__(self, net: RBMNet, sparse_input: bool = True) -> None:
+        super().__init__()
+        self.sparse_input = sparse_input
+        self.implicit = net.encoding == "implicit"
+        self.register_buffer("threshold", net.threshold.clone())
+        # [n_items, n_hidden]: an embedding table for the hidden pass and, as F.linear's
+        # [out, in] weight, the visible pass.
+        self.register_buffer("weight_by_item", net.weight.t().contiguous())
+        self.register_buffer("hidden_bias", net.hidden_bias.clone())
+        self.register_buffer("visible_bias", net.visible_bias.clone())
+        # The visible pass reads weight_by_item unless quantize() gives it its own int8 layer.
+        self.quantized = False
+        self.visible: nn.Module = nn.Identity()
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        # Visible units are 0/1 (unknown ones, -1 in training, enter the hidden pass as 0),
+        # so the hidden pass sums the liked movies' rows.
+        visible = ratings > 0
+        if not self.implicit:
+            visible = visible & (ratings >= self.threshold)
+        if self.sparse_input:
+            _, columns, offsets = _rated_bags(visible)
+            hidden = F.embedding_bag(columns, self.weight_by_item, offsets, mode="sum")
+        else:
+            hidden = visible.to(torch.float32) @ self.weight_by_item
+        hidden = torch.sigmoid(hidden + self.hidden_bias)
+        if self.quantized:
+            return torch.sigmoid(self.visible(hidden))
+        return torch.sigmoid(F.linear(hidden, self.weight_by_item, self.visible_bias))
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer.requires_grad_(False)
+
+
+def serving_module(
+    model: nn.Module, sparse_input: bool = True, quantize: bool = True
+) -> nn.Module:
+    """The inference form of a trained SAENet or RBMNet (in eval mode, no gradients)."""
+    if isinstance(model, SAENet):
+        served: nn.Module = ServingSAE(model, sparse_input)
+    elif isinstance(model, RBMNet):
+        served = ServingRBM(model, sparse_input)
+    else:
+        raise TypeError(f"no serving form for {type(model).__name__}")
+    served = served.eval().requires_grad_(False)
+    return _quantized(served) if quantize else served
+
+
+@torch.no_grad()
+def _quantized(served: nn.Module) -> nn.Module:
+    """int8 weights for the dense layers after the (sparse) input layer."""
+    if isinstance(served, ServingSAE):
+        # Explanations read the output layer's float32 weights (item_vectors).
+        served.register_buffer(FLOAT_DECODER, served.decoder.weight.clone())
+    else:
+        served.visible = _linear(served.weight_by_item, served.visible_bias)
+        served.quantized = True
+    with warnings.catch_warnings():
+        # torch 2.13 points eager-mode quantization to torchao, which is not in this stack.
+        warnings.simplefilter("ignore")
+        # One scale per output unit (per channel): each item's weights keep their own range.
+        spec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        return torch.ao.quantization.quantize_dynamic(served, spec, dtype=torch.qint8)
