@@ -47,13 +47,14 @@ SERVED_QUALITY_K = 10
 class ServingSettings:
     """Per-model TorchServe settings, written into each archive's model-config.yaml.
 
-    Tuned on 2 cores (benchmarks/torchserve_bench.py): two single-threaded workers without
-    server-side batching. The forward pass costs 0.03 ms, so batching saves little while the
-    frontend's batch delay adds to every lone request (p50 1.3 -> 3.3 ms with batch 8 and 1 ms);
-    with one worker (half the memory) batch 8 / 1 ms doubles throughput instead.
+    Measured on 2 cores with the Locust mix (benchmarks/run_load.py, README "Load tests"):
+    one single-threaded worker per model and no server-side batching. A second worker per
+    model adds 10-15 % throughput from 8 users on but costs the lone request 0.6 ms (p50
+    1.75 -> 2.4 ms: requests alternate between the workers, whose caches are then cold) and
+    doubles the memory; batching adds its delay (at least 1 ms) to every lone request.
     """
 
-    workers: int = 2
+    workers: int = 1
     batch_size: int = 1
     max_batch_delay_ms: int = 1
     response_timeout_s: int = 30
