@@ -101,7 +101,8 @@ class Catalogue:
     def __post_init__(self) -> None:
         # Built once: every request looks its ratings up here and describes its answers.
         object.__setattr__(self, "column_of", {mid: c for c, mid in enumerate(self.item_ids)})
-        object.__setattr__(self, "column_of_key", {str(mid): c for mid, c in self.column_of.items()})
+        by_key = {str(movie): column for movie, column in self.column_of.items()}
+        object.__setattr__(self, "column_of_key", by_key)
         object.__setattr__(self, "described", [self.describe(mid) for mid in self.item_ids])
         if self.popularity.shape != (len(self.item_ids),):
             raise ValueError(
@@ -428,9 +429,7 @@ def _sae_networks(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, to
         decoder = state.get(SERVING_SAE_DECODER_FLOAT, state.get(SERVING_SAE_DECODER))
         decoders = decoder.chunk(members, dim=1)
         return list(zip(encoders, decoders, strict=True))
-    return [
-        (weights[0].t(), weights[-1]) for weights in _linear_weights_by_network(state).values()
-    ]
+    return [(weights[0].t(), weights[-1]) for weights in _linear_weights_by_network(state).values()]
 
 
 def _linear_weights_by_network(state: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
@@ -457,9 +456,10 @@ def because(vectors: torch.Tensor, recommended: list[int], user: UserQuery) -> l
     if not liked or not recommended:
         return [[] for _ in recommended]
     # Cosines (the rows are unit length); index_select with tensors, not Python lists.
-    similarity = vectors.index_select(0, torch.tensor(recommended)) @ vectors.index_select(
-        0, torch.tensor(liked)
-    ).t()
+    similarity = (
+        vectors.index_select(0, torch.tensor(recommended))
+        @ vectors.index_select(0, torch.tensor(liked)).t()
+    )
     best = similarity.topk(min(MAX_BECAUSE, len(liked)), dim=1)
     return [
         [liked[i] for i, s in zip(idx, sims, strict=True) if s > 0]

@@ -1,9 +1,9 @@
 """Checkpoints -> self-contained TorchServe archives: ``model_store/{sae,rbm,hybrid}.mar``.
 
 Each archive holds the model's serving form (``training.models.serving``: the SAE's members
-fused, sparse input layers) as TorchScript (so no project code is needed to load it), the
-handler with the shared ``recommendation`` module, the movie catalogue, the train-set popularity,
-a metadata file (version, MLflow run id, test metrics, dataset, item ids) and a
+fused, sparse input layers, int8 output layers) as TorchScript (no project code is needed to load
+it), the handler with the shared ``recommendation`` module, the movie catalogue, the train-set
+popularity, a metadata file (version, MLflow run id, test metrics, dataset, item ids) and a
 ``model-config.yaml`` with the serving settings (workers, batching).
 """
 

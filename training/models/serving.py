@@ -101,7 +101,8 @@ class ServingSAE(nn.Module):
         hidden = self.encode((ratings - base) * mask, mask, ratings > 0)
         for layer in self.hidden:
             hidden = self.activation(layer(hidden))
-        return (base + self.decoder(hidden * self.member_share)).clamp(self.rating_range[0], self.rating_range[1])
+        low, high = self.rating_range
+        return (base + self.decoder(hidden * self.member_share)).clamp(low, high)
 
     def encode(self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor):
         n_items = residual.shape[1]
@@ -165,9 +166,7 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
     return layer.requires_grad_(False)
 
 
-def serving_module(
-    model: nn.Module, sparse_input: bool = True, quantize: bool = True
-) -> nn.Module:
+def serving_module(model: nn.Module, sparse_input: bool = True, quantize: bool = True) -> nn.Module:
     """The inference form of a trained SAENet or RBMNet (in eval mode, no gradients)."""
     if isinstance(model, SAENet):
         served: nn.Module = ServingSAE(model, sparse_input)
