@@ -474,7 +474,7 @@ def popular_answer(catalogue: Catalogue, user: UserQuery) -> dict[str, Any]:
     columns = top_k(catalogue.popularity, mask, user.k)
     items = []
     for column in columns:
-        item = catalogue.describe(catalogue.item_ids[column])
+        item = dict(catalogue.described[column])
         item["score"] = float(catalogue.popularity[column])
         item["because"] = []
         items.append(item)

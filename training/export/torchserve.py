@@ -102,24 +102,26 @@ def script_for_serving(model: torch.nn.Module, example: torch.Tensor) -> torch.j
 
 
 def served_quality(
-    name: str, trained: torch.nn.Module, served: torch.nn.Module, train: torch.Tensor, test
+    recommender, served: torch.nn.Module, train: torch.Tensor, test: torch.Tensor
 ) -> dict[str, Any]:
-    """The test figure ``name`` is chosen on, trained vs served; raises when serving costs more
-    than SERVED_QUALITY_LOSS of it."""
+    """The test figure the model is chosen on (RMSE for a rating model, else NDCG@k), trained
+    vs served; raises when serving costs more than SERVED_QUALITY_LOSS of it."""
     from training.metrics.ranking import ranking_metrics, rating_metrics
 
+    ratings = recommender.rating_scores
+    metric = "rmse" if ratings else f"ndcg@{SERVED_QUALITY_K}"
+
     def figure(scores: torch.Tensor) -> float:
-        if name == "sae":
-            return rating_metrics(scores, test)["rmse"]
-        return ranking_metrics(scores, train, test, [SERVED_QUALITY_K])[f"ndcg@{SERVED_QUALITY_K}"]
+        if ratings:
+            return rating_metrics(scores, test)[metric]
+        return ranking_metrics(scores, train, test, [SERVED_QUALITY_K])[metric]
 
     with torch.inference_mode():
-        before, after = figure(trained(train)), figure(served(train))
-    metric = "rmse" if name == "sae" else f"ndcg@{SERVED_QUALITY_K}"
-    loss = after - before if name == "sae" else before - after
+        before, after = figure(recommender.model(train)), figure(served(train))
+    loss = after - before if ratings else before - after  # RMSE: lower is better
     if loss > SERVED_QUALITY_LOSS:
         raise RuntimeError(
-            f"served {name} loses {loss:.4f} test {metric} to the trained model "
+            f"served {recommender.name} loses {loss:.4f} test {metric} to the trained model "
             f"({before:.4f} -> {after:.4f}; at most {SERVED_QUALITY_LOSS} allowed)"
         )
     return {"metric": metric, "trained": round(before, 6), "served": round(after, 6)}
@@ -210,9 +212,7 @@ def export_archives(
         quality = {}
         for part, recommender in recommenders.items():
             scripted = script_for_serving(recommender.model, example)
-            quality[part] = served_quality(
-                part, recommender.model, scripted, prepared.train, prepared.test
-            )
+            quality[part] = served_quality(recommender, scripted, prepared.train, prepared.test)
             log.info("served %s: test %s", part, quality[part])
             scripted.save(str(staging / f"{part}.pt"))
         shutil.copy(prepared_folder / MOVIES_FILE, staging / "movies.json")

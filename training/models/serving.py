@@ -9,8 +9,7 @@ matrix twice. At batch sizes of 1-8 that is memory-bound, so the serving forms
   ratings as per-sample weights: a sparse-dense product with no dense input tensor), and
 * fuse the SAE's members into one network: the first layers stacked (each member's hidden units
   side by side), deeper layers block-diagonal, the output layers side by side fed the hidden
-  units scaled by 1/members, so one product gives the members' mean.
-
+  units scaled by 1/members, so one product gives the members' mean, and
 * keep the dense layers after it in int8 (``quantize``: dynamic quantization, activations stay
   float32 and are quantized per call), a quarter of the bytes of the output layers, which every
   request reads in full.
@@ -34,11 +33,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from handlers.recommendation import SERVING_SAE_DECODER_FLOAT
 from training.data.encoding import prepare_autoencoder_data
 from training.models.rbm import RBMNet
 from training.models.sae import MAX_RATING, MIN_RATING, SAENet, centred_baseline
-
-FLOAT_DECODER = "decoder_float_weight"  # handlers.recommendation.SERVING_SAE_DECODER_FLOAT
 
 
 def _rated_bags(rated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -94,11 +92,12 @@ class ServingSAE(nn.Module):
 
     def forward(self, ratings: torch.Tensor) -> torch.Tensor:
         ratings = prepare_autoencoder_data(ratings)
-        mask = (ratings > 0).to(ratings.dtype)
+        rated = ratings > 0
+        mask = rated.to(ratings.dtype)
         base = torch.zeros_like(ratings)
         if self.center:
             base = centred_baseline(ratings, mask, self.global_mean, self.item_bias, self.bias_reg)
-        hidden = self.encode((ratings - base) * mask, mask, ratings > 0)
+        hidden = self.encode((ratings - base) * mask, mask, rated)
         for layer in self.hidden:
             hidden = self.activation(layer(hidden))
         low, high = self.rating_range
@@ -183,7 +182,7 @@ def _quantized(served: nn.Module) -> nn.Module:
     """int8 weights for the dense layers after the (sparse) input layer."""
     if isinstance(served, ServingSAE):
         # Explanations read the output layer's float32 weights (item_vectors).
-        served.register_buffer(FLOAT_DECODER, served.decoder.weight.clone())
+        served.register_buffer(SERVING_SAE_DECODER_FLOAT, served.decoder.weight.clone())
     else:
         served.visible = _linear(served.weight_by_item, served.visible_bias)
         served.quantized = True
