@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -141,7 +142,7 @@ class LoadStack(ExitStack):
         self, torchserve_url: str, database_url: str, workers: int, dataset: str
     ) -> tuple[str, int]:
         """gunicorn serving the app with TorchServe as its backend; (URL, pid)."""
-        from web.server import start_web
+        from web.server import METRICS_FOLDER, start_web
 
         prepared = self.paths.prepared(dataset)
         environment = {
@@ -158,6 +159,9 @@ class LoadStack(ExitStack):
         }
         os.environ.update(environment)  # start_web reads its settings from the environment
         port = processes.free_port()
+        # Removed once the server has stopped (callbacks run last-in, first-out).
+        metric_files = processes.run_dir() / METRICS_FOLDER.format(port=port)
+        self._stop_later("its metric files", lambda: shutil.rmtree(metric_files, True))
         log.info("starting the web app (%d gunicorn worker(s)) on port %d", workers, port)
         server = start_web(processes.LOOPBACK, port, workers, False, self.work / "web.log",
                            WEB_READY_TIMEOUT_S)  # fmt: skip

@@ -45,6 +45,7 @@ class WebVisitor(FastHttpUser):
         self.client.get("/", name="/")
         for _ in range(SEED_RATINGS):
             self.rate()
+        common.arrived(self.environment)
 
     def _check(self, response, expected: bytes | None = None) -> None:
         if response.status_code != 200:

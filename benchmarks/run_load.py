@@ -43,6 +43,8 @@ from load_servers import (  # noqa: E402
 )
 from profiles import DEFAULT_DATASET, write_profiles  # noqa: E402
 
+from web.server import DEFAULT_WORKERS as WEB_WORKERS  # noqa: E402
+
 log = logging.getLogger("load")
 
 RESULTS = BENCH_DIR / "results"
@@ -425,7 +427,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torchserve-grpc", help="... and its gRPC inference host:port")
     parser.add_argument("--triton-grpc", help="A running Triton's gRPC host:port")
     parser.add_argument("--web-url", help="A running web app's URL")
-    parser.add_argument("--web-workers", type=int, default=1, help="gunicorn workers")
+    parser.add_argument("--web-workers", type=int, default=WEB_WORKERS, help="gunicorn workers")
     parser.add_argument(
         "--postgres-admin-url",
         default=DEFAULT_POSTGRES_ADMIN_URL,

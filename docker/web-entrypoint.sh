@@ -15,4 +15,11 @@ if [ -z "${TORCHSERVE_TOKEN:-}" ] && [ -n "${TORCHSERVE_KEY_FILE:-}" ]; then
     export TORCHSERVE_TOKEN
 fi
 
+# Several gunicorn workers write their metrics into PROMETHEUS_MULTIPROC_DIR and /metrics sums
+# the files; it must start empty, or a restarted container would add its old counts.
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    rm -rf "${PROMETHEUS_MULTIPROC_DIR}"
+    mkdir -p "${PROMETHEUS_MULTIPROC_DIR}"
+fi
+
 exec "$@"

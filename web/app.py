@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -97,6 +98,11 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     from web.commands import register_commands
 
     register_commands(app)
+    if not settings.testing:
+        # Everything built so far (catalogue, templates, SQLAlchemy, the model client) lives as
+        # long as the worker. A full cyclic-GC pass over it (~180k objects) stopped every thread
+        # for 80-150 ms, the pages' p99; frozen objects are never scanned again.
+        gc.freeze()
     return app
 
 

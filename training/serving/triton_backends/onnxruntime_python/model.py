@@ -11,6 +11,7 @@ This module runs inside Triton's Python stub, never imported by the ``training``
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -66,6 +67,9 @@ class TritonPythonModel:
             )
         # Per-request dims after the batch axis; the graph fixes them (e.g. the catalogue size).
         self.item_dims = {name: tuple(graph_inputs[name].shape[1:]) for name in self.input_names}
+        # The stub's start-up objects live as long as it does; a full cyclic-GC pass over them
+        # would stall a batch mid-request, so the collector skips them from here on.
+        gc.freeze()
 
     def _shape_error(self, name: str, array: np.ndarray) -> str | None:
         expected = self.item_dims[name]
