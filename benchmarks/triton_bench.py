@@ -153,7 +153,7 @@ def run(url: str, repo: Path, model: str, rows: np.ndarray, args) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # as the server's CPU config
     session = ort.InferenceSession(
-        str(repo / model / tn.MODEL_VERSION / tn.ONNX_FILENAME),
+        str(repo / model / tn.MODEL_VERSION / tn.cpu_onnx_filename(model)),  # as served
         options,
         providers=["CPUExecutionProvider"],
     )

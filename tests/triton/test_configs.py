@@ -61,7 +61,7 @@ def test_cpu_config_serves_the_same_model_as_production(model):
     assert test.backend == tn.CPU_BACKEND and not test.platform
     assert [g.kind for g in test.instance_group] == [KIND_CPU]
     assert test.max_batch_size == prod.max_batch_size
-    assert test.default_model_filename == prod.default_model_filename
+    assert test.default_model_filename == tn.cpu_onnx_filename(model)
     assert signature(test.input) == signature(prod.input)
     assert signature(test.output) == signature(prod.output)
     assert test.dynamic_batching == prod.dynamic_batching

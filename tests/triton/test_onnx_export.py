@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tests.triton.checks import assert_valid_top_k
 from training.export.onnx import HybridBlend, onnx_path, run_onnx
 from training.models import load_checkpoint
+from training.models.serving import SERVED_TOLERANCE
 from training.serving import triton_names as tn
 
 PARITY_ATOL = 1e-5
@@ -50,6 +51,29 @@ def test_graph_signature_is_the_agreed_one(onnx_repo, prepared, model):
             batch, *item_dims = _dims(tensor)
             assert isinstance(batch, str), f"{tensor.name}: the batch axis must be dynamic"
             assert item_dims == [sizes.get(d, d) for d in spec.dims]
+
+
+@pytest.mark.parametrize("model", tn.QUANTIZED_MODELS)
+def test_int8_twin_is_a_quarter_of_the_size_and_scores_alike(
+    onnx_repo, checkpoints, prepared, real_ratings, model
+):
+    path = onnx_path(onnx_repo, model)
+    int8 = path.with_name(tn.ONNX_INT8_FILENAME)
+    assert int8.stat().st_size < path.stat().st_size / 3
+    graph = onnx.load(int8).graph
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
+    recommender = load_checkpoint(checkpoints[model])
+    with torch.no_grad():
+        expected = recommender.model(torch.from_numpy(real_ratings)).numpy()
+    out = run_onnx(int8, {tn.RATINGS.name: real_ratings})
+    assert np.abs(out[tn.SCORES.name] - expected).max() <= SERVED_TOLERANCE
+    assert_valid_top_k(
+        out[tn.SCORES.name],
+        real_ratings,
+        prepared.metadata["item_ids"],
+        out[tn.TOP_IDS.name],
+        out[tn.TOP_SCORES.name],
+    )
 
 
 @pytest.mark.parametrize("model", tn.SCORING_MODELS)

@@ -1,4 +1,5 @@
-"""Export the checkpoints to ONNX for Triton: ``triton_repo/<model>/1/model.onnx``.
+"""Export the checkpoints to ONNX for Triton: ``triton_repo/<model>/1/model.onnx``, and for the
+CPU configs the scoring models' int8 twin ``model.int8.onnx``.
 
 Each graph takes raw ratings FP32 [batch, n_items] (0 = unrated, 1-5 stars, columns in
 ``metadata.json`` ``item_ids`` order; the model's encoding is inside the graph) and returns
@@ -11,6 +12,7 @@ chains the three.
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +27,7 @@ from training.config import ConfigError, Paths, get_logger
 from training.models import load_checkpoint
 from training.models.base import BaseRecommender
 from training.models.sae import MAX_RATING, MIN_RATING
-from training.models.serving import serving_module
+from training.models.serving import SERVED_TOLERANCE, serving_module
 from training.serving import triton_names as tn
 
 log = get_logger("export")
@@ -169,15 +171,52 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
-def _verify(path: Path, module: nn.Module, example: dict[str, torch.Tensor]) -> float:
-    """Largest |onnxruntime - PyTorch| over the scores; raises ExportError above PARITY_ATOL."""
+def _verify(
+    path: Path, module: nn.Module, example: dict[str, torch.Tensor], tolerance: float = PARITY_ATOL
+) -> float:
+    """Largest |onnxruntime - PyTorch| over the scores; raises ExportError above ``tolerance``."""
     with torch.no_grad():
         expected = module(*example.values())[0].numpy()
     actual = run_onnx(path, {name: tensor.numpy() for name, tensor in example.items()})
     error = float(np.abs(actual[tn.SCORES.name] - expected).max())
-    if error > PARITY_ATOL:
+    if error > tolerance:
         raise ExportError(f"{path}: onnxruntime differs from PyTorch by {error:.2e}")
     return error
+
+
+def export_int8(path: Path, trained: nn.Module, n_items: int) -> Path:
+    """``path``'s twin with int8 weights (onnxruntime dynamic quantization, per output channel),
+    for the CPU configs; raises ExportError if a score moves more than SERVED_TOLERANCE from
+    the trained module's (the bound TorchServe's int8 form is held to).
+
+    Activations are quantized per call, over the whole batch (as in PyTorch's dynamic
+    quantization), so a user's scores move slightly (~0.01) with the requests Triton batches
+    them with: the check covers a batch and a lone user."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = path.with_name(tn.ONNX_INT8_FILENAME)
+    model = onnx.load(str(path))
+    # The quantizer re-infers every shape, and the exporter's recorded ones for the fused SAE's
+    # layers clash with what it infers: it needs the graph without them.
+    del model.graph.value_info[:]
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, quantized = Path(tmp) / tn.ONNX_FILENAME, Path(tmp) / tn.ONNX_INT8_FILENAME
+        onnx.save(model, str(plain))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" hint is noise
+        try:
+            quantize_dynamic(plain, quantized, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
+        batch = _verification_ratings(n_items)
+        error = max(
+            _verify(quantized, trained, {tn.RATINGS.name: ratings}, SERVED_TOLERANCE)
+            for ratings in (batch, batch[:1])
+        )
+        quantized.replace(target)
+    log.info("exported %s (int8, max |onnx - torch| = %.3f)", target, error)
+    return target
 
 
 def onnx_path(repo: Path, model: str) -> Path:
@@ -225,6 +264,7 @@ def export_model(checkpoint: Path, repo: Path) -> tuple[Path, list[int]]:
     trained = ServingGraph(recommender.model, item_ids)  # parity with the trained module
     error = _verify(path, trained, {tn.RATINGS.name: _verification_ratings(recommender.n_items)})
     log.info("exported %s -> %s (max |onnx - torch| = %.1e)", checkpoint, path, error)
+    export_int8(path, trained, recommender.n_items)
     return path, item_ids
 
 

@@ -38,6 +38,10 @@ from training.data.encoding import prepare_autoencoder_data
 from training.models.rbm import RBMNet
 from training.models.sae import MAX_RATING, MIN_RATING, SAENet, centred_baseline
 
+# How far an int8 serving form (this module's for TorchServe, onnxruntime's for Triton on CPU)
+# may move any score (stars or probabilities) from the trained model's; exports check it.
+SERVED_TOLERANCE = 0.05
+
 
 def _rated_bags(rated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """True entries of [batch, n_items] as embedding_bag input: (rows, columns, offsets)."""
@@ -134,6 +138,11 @@ class ServingRBM(nn.Module):
         # [n_items, n_hidden]: an embedding table for the hidden pass and, as F.linear's
         # [out, in] weight, the visible pass.
         self.register_buffer("weight_by_item", net.weight.t().contiguous())
+        # The dense (exported) form reads the visible pass from its own copy: onnxruntime's int8
+        # quantizer cannot quantize one initializer that a MatMul and a transposed Gemm share.
+        self.register_buffer(
+            "visible_weight", None if sparse_input else self.weight_by_item.clone()
+        )
         self.register_buffer("hidden_bias", net.hidden_bias.clone())
         self.register_buffer("visible_bias", net.visible_bias.clone())
         # The visible pass reads weight_by_item unless quantize() gives it its own int8 layer.
@@ -154,7 +163,8 @@ class ServingRBM(nn.Module):
         hidden = torch.sigmoid(hidden + self.hidden_bias)
         if self.quantized:
             return torch.sigmoid(self.visible(hidden))
-        return torch.sigmoid(F.linear(hidden, self.weight_by_item, self.visible_bias))
+        weight = self.weight_by_item if self.visible_weight is None else self.visible_weight
+        return torch.sigmoid(F.linear(hidden, weight, self.visible_bias))
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:

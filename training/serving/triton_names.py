@@ -22,6 +22,11 @@ ALL_MODELS = (*ONNX_MODELS, HYBRID)
 
 MODEL_VERSION = "1"
 ONNX_FILENAME = "model.onnx"
+# The scoring models' graphs with int8 weights (onnxruntime dynamic quantization), which the CPU
+# configs serve: the 12 MB float32 SAE graph's matrix products are the CPU path's largest cost,
+# and the GPU (production) has no need of them. hybrid_blend holds no weights.
+ONNX_INT8_FILENAME = "model.int8.onnx"
+QUANTIZED_MODELS = SCORING_MODELS
 PRODUCTION_CONFIG = "config.pbtxt"
 # `tritonserver --model-config-name=cpu` reads <model>/configs/cpu.pbtxt and falls back to
 # config.pbtxt for models without one (the ensemble).
@@ -43,6 +48,12 @@ MAX_ONNX_IR_VERSION = 10
 MAX_BATCH_SIZE = 256
 PREFERRED_BATCH_SIZES = (16, 64, 256)
 MAX_QUEUE_DELAY_US = 100
+
+
+def cpu_onnx_filename(model: str) -> str:
+    """The graph file a CPU config serves for ``model``."""
+    return ONNX_INT8_FILENAME if model in QUANTIZED_MODELS else ONNX_FILENAME
+
 
 # Top-k computed inside the graphs (rated items masked out), so clients need not fetch all scores.
 TOP_K = 50

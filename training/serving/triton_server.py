@@ -135,11 +135,12 @@ def triton_environment(bundled: BundledTriton) -> dict[str, str]:
 
 
 def prepare_repository(repo: Path) -> None:
-    """Every ONNX model must be exported; the ensemble needs an (empty) version folder."""
+    """Every ONNX model must be exported (the graph the CPU config serves); the ensemble needs
+    an (empty) version folder."""
     missing = [
         path
         for name in tn.ONNX_MODELS
-        if not (path := repo / name / tn.MODEL_VERSION / tn.ONNX_FILENAME).is_file()
+        if not (path := repo / name / tn.MODEL_VERSION / tn.cpu_onnx_filename(name)).is_file()
     ]
     if missing:
         raise FileNotFoundError(
