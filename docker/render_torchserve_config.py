@@ -2,8 +2,9 @@
 
 The templates use ``${TS_...}`` placeholders that ``movierec serve torchserve`` fills for a local
 server (training.serving.torchserve_server.render_config); the image has no project code, so
-this standard-library twin fills them with the container's fixed ports and paths, then appends
-the container overrides (java.util.Properties keeps the last value of a repeated key).
+this standard-library twin fills them with the container's fixed ports and paths and registers
+every archive in the container's model store (copied in before this runs), then appends the
+container overrides (java.util.Properties keeps the last value of a repeated key).
 
     python docker/render_torchserve_config.py docker/torchserve/config.prod.properties \
         --overrides docker/torchserve-container.properties > config.properties
@@ -16,6 +17,11 @@ import sys
 from pathlib import Path
 from string import Template
 
+try:  # in the image: copied beside this file
+    from torchserve_snapshot import startup_snapshot
+except ImportError:  # in the repository
+    from training.serving.torchserve_snapshot import startup_snapshot
+
 # The container's layout: fixed, because compose, Kubernetes and the healthcheck rely on it.
 CONTAINER_VALUES = {
     "TS_HOST": "0.0.0.0",
@@ -25,13 +31,19 @@ CONTAINER_VALUES = {
     "TS_GRPC_INFERENCE_PORT": 7070,
     "TS_GRPC_MANAGEMENT_PORT": 7071,
     "TS_MODEL_STORE": "/home/model-server/model-store",
-    "TS_LOAD_MODELS": "all",
 }
+
+
+def container_values(model_store: Path | None = None) -> dict:
+    """The container's values, with a snapshot of the archives in ``model_store``."""
+    store = Path(model_store or CONTAINER_VALUES["TS_MODEL_STORE"])
+    names = sorted(path.stem for path in store.glob("*.mar"))
+    return {**CONTAINER_VALUES, "TS_MODEL_SNAPSHOT": startup_snapshot(store, names)}
 
 
 def render(template: str, overrides: str = "", values: dict | None = None) -> str:
     """The template with every placeholder filled (KeyError names a missing one)."""
-    text = Template(template).substitute(values or CONTAINER_VALUES)
+    text = Template(template).substitute(values or container_values())
     if overrides:
         text = text.rstrip("\n") + "\n" + overrides
     return text

@@ -255,12 +255,12 @@ def test_rendered_config_matches_the_project_renderer(tmp_path):
     renderer = _load("render_torchserve_config")
     ports = Ports(18080, 18081, 18082, 17070, 17071)
     model_store = tmp_path / "store"
-    expected = render_config("prod", ports, model_store, ("sae", "rbm"), "0.0.0.0")
+    expected = render_config("prod", ports, model_store, (), "0.0.0.0")
     values = {
         "TS_HOST": "0.0.0.0", "TS_INFERENCE_PORT": 18080, "TS_MANAGEMENT_PORT": 18081,
         "TS_METRICS_PORT": 18082, "TS_GRPC_INFERENCE_PORT": 17070,
         "TS_GRPC_MANAGEMENT_PORT": 17071, "TS_MODEL_STORE": model_store,
-        "TS_LOAD_MODELS": "sae=sae.mar,rbm=rbm.mar",
+        "TS_MODEL_SNAPSHOT": renderer.container_values(model_store)["TS_MODEL_SNAPSHOT"],
     }  # fmt: skip
     template = (DOCKER_DIR / "torchserve" / "config.prod.properties").read_text()
     assert renderer.render(template, values=values) == expected
@@ -333,7 +333,7 @@ def secured_torchserve(tmp_path_factory):
         "TS_MANAGEMENT_PORT": ports.management, "TS_METRICS_PORT": ports.metrics,
         "TS_GRPC_INFERENCE_PORT": ports.grpc_inference,
         "TS_GRPC_MANAGEMENT_PORT": ports.grpc_management, "TS_MODEL_STORE": store,
-        "TS_LOAD_MODELS": "echo=echo.mar",
+        "TS_MODEL_SNAPSHOT": renderer.container_values(store)["TS_MODEL_SNAPSHOT"],
     }  # fmt: skip
     config = home / "config.properties"
     template = (DOCKER_DIR / "torchserve" / "config.prod.properties").read_text()

@@ -16,7 +16,7 @@ def properties(text: str) -> dict[str, str]:
 
 
 def test_prod_config_keeps_auth_on_and_management_local():
-    rendered = properties(render_config("prod", Ports(), Path("/srv/store"), ("sae",), "0.0.0.0"))
+    rendered = properties(render_config("prod", Ports(), Path("/srv/store"), (), "0.0.0.0"))
     assert "disable_token_authorization" not in rendered
     assert rendered["enable_model_api"] == "false"
     assert rendered["inference_address"] == "http://0.0.0.0:8080"
@@ -27,11 +27,8 @@ def test_prod_config_keeps_auth_on_and_management_local():
 
 
 def test_dev_config_is_loopback_without_auth():
-    rendered = properties(
-        render_config("dev", Ports(), Path("/tmp/s"), ("sae", "rbm"), "127.0.0.1")
-    )
+    rendered = properties(render_config("dev", Ports(), Path("/tmp/s"), (), "127.0.0.1"))
     assert rendered["disable_token_authorization"] == "true"
-    assert rendered["load_models"] == "sae=sae.mar,rbm=rbm.mar"
     assert all("127.0.0.1" in rendered[k] for k in ("inference_address", "management_address"))
     with pytest.raises(ValueError, match="unknown TorchServe config"):
         render_config("staging", Ports(), Path("/tmp/s"), (), "127.0.0.1")

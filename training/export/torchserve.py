@@ -24,6 +24,7 @@ import typer
 import yaml
 
 from training.config import REPO_ROOT, ConfigError, Paths, get_logger
+from training.serving.torchserve_snapshot import SNAPSHOT_SECTION
 
 log = get_logger("export")
 
@@ -41,20 +42,28 @@ SERVED_QUALITY_LOSS = 0.002
 SERVED_QUALITY_K = 10
 
 
+# An archive's top-level batching, for servers that register it without our snapshot.
+UNBATCHED = {"batchSize": 1, "maxBatchDelay": 1}
+
+
 @dataclass(frozen=True)
 class ServingSettings:
     """Per-model TorchServe settings, written into each archive's model-config.yaml.
 
     Measured on 2 cores with the Locust mix (benchmarks/run_load.py, README "Load tests"):
-    one single-threaded worker per model and no server-side batching. A second worker per
-    model adds 10-15 % throughput from 8 users on but costs the lone request 0.6 ms (p50
-    1.75 -> 2.4 ms: requests alternate between the workers, whose caches are then cold) and
-    doubles the memory; batching adds its delay (at least 1 ms) to every lone request.
+    one single-threaded worker per model, batching only what is already queued. A second
+    worker per model costs the lone request 0.6-1 ms (requests alternate between workers whose
+    caches are then cold), doubles the memory and, with the cores busy, adds no throughput.
+    A batch delay of 0 never holds a request back; TorchServe 0.12's aggregator then stops at
+    the second queued request, so batches hold at most 2 (+15-40 % req/s at 32 users). Only
+    the ``snapshot`` section carries the batching (training.serving.torchserve_snapshot): an
+    archive registered another way reads 0 as a 100 ms delay, so its top level leaves
+    batching off.
     """
 
     workers: int = 1
-    batch_size: int = 1
-    max_batch_delay_ms: int = 1
+    batch_size: int = 2
+    max_batch_delay_ms: int = 0
     response_timeout_s: int = 30
     torch_threads: int = 1
 
@@ -62,10 +71,14 @@ class ServingSettings:
         return {
             "minWorkers": self.workers,
             "maxWorkers": self.workers,
-            "batchSize": self.batch_size,
-            "maxBatchDelay": self.max_batch_delay_ms,
+            "batchSize": UNBATCHED["batchSize"],
+            "maxBatchDelay": UNBATCHED["maxBatchDelay"],
             "responseTimeout": self.response_timeout_s,
             "handler": {"torch_threads": self.torch_threads},
+            SNAPSHOT_SECTION: {
+                "batchSize": self.batch_size,
+                "maxBatchDelay": self.max_batch_delay_ms,
+            },
         }
 
 
@@ -262,7 +275,8 @@ def export_torchserve_command(
         int, typer.Option(min=1, help="Server-side batch size.")
     ] = DEFAULTS.batch_size,
     max_batch_delay: Annotated[
-        int, typer.Option(min=1, help="Batch delay (ms); TorchServe reads 0 as 100.")
+        int,
+        typer.Option(min=0, help="Batch delay (ms); 0 batches only what is already queued."),
     ] = DEFAULTS.max_batch_delay_ms,
 ) -> None:
     """Build TorchServe archives (.mar) from data/checkpoints/{sae,rbm}.pt."""

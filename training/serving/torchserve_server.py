@@ -23,6 +23,7 @@ import typer
 
 from training.config import REPO_ROOT, Paths, get_logger
 from training.serving import processes
+from training.serving.torchserve_snapshot import startup_snapshot
 
 log = get_logger("serving")
 
@@ -100,7 +101,6 @@ def render_config(
     if config not in CONFIGS:
         raise ValueError(f"unknown TorchServe config {config!r}; choose one of {CONFIGS}")
     template = Template((CONFIG_DIR / f"config.{config}.properties").read_text(encoding="utf-8"))
-    load = ",".join(f"{name}={name}.mar" for name in models) if models else ""
     return template.substitute(
         TS_HOST=host,
         TS_INFERENCE_PORT=ports.inference,
@@ -109,7 +109,7 @@ def render_config(
         TS_GRPC_INFERENCE_PORT=ports.grpc_inference,
         TS_GRPC_MANAGEMENT_PORT=ports.grpc_management,
         TS_MODEL_STORE=model_store,
-        TS_LOAD_MODELS=load,
+        TS_MODEL_SNAPSHOT=startup_snapshot(model_store, models),
     )
 
 
