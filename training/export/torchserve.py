@@ -55,10 +55,10 @@ class ServingSettings:
     worker per model costs the lone request 0.6-1 ms (requests alternate between workers whose
     caches are then cold), doubles the memory and, with the cores busy, adds no throughput.
     A batch delay of 0 never holds a request back; TorchServe 0.12's aggregator then stops at
-    the second queued request, so batches hold at most 2 (+15-40 % req/s at 32 users). Only
-    the ``snapshot`` section carries the batching (training.serving.torchserve_snapshot): an
-    archive registered another way reads 0 as a 100 ms delay, so its top level leaves
-    batching off.
+    the second queued request, so batches hold at most 2 (+20 % req/s at 32 users, median
+    of six runs each). Only the ``snapshot`` section carries the batching
+    (training.serving.torchserve_snapshot): an archive registered another way reads 0 as a
+    100 ms delay, so its top level leaves batching off.
     """
 
     workers: int = 1
