@@ -34,3 +34,40 @@ def test_serve_web_starts_gunicorn_and_stops(project_home, checkpoints, monkeypa
     finally:
         assert processes.stop_service(SERVICE, project_home) is True
     assert processes.read_pid(SERVICE, project_home) is None
+
+
+def test_two_workers_metrics_count_every_request(project_home, checkpoints, monkeypatch, tmp_path):
+    """Each gunicorn worker writes its metrics to the multiprocess folder; /metrics sums them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from training.config import Paths
+    from web.server import METRICS_FOLDER
+
+    paths = Paths(project_home)
+    monkeypatch.setenv("MOVIEREC_HOME", str(project_home))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'served.sqlite3'}")
+    monkeypatch.setenv("MODEL_BACKEND", "inprocess")
+    monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
+    monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
+    port = processes.free_port()
+    serve_web_command(host=processes.LOOPBACK, port=port, workers=2, dev=False, timeout=60)
+    searches = 24
+    try:
+        for _ in range(searches):  # a new connection each time: either worker may answer
+            assert requests.get(f"http://127.0.0.1:{port}/search?q=toy", timeout=10).ok
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        folder = processes.run_dir(project_home) / METRICS_FOLDER.format(port=port)
+        writers = {path.stem.rsplit("_", 1)[-1] for path in folder.glob("counter_*.db")}
+    finally:
+        assert processes.stop_service(SERVICE, project_home) is True
+    counted = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+        and sample.labels.get("endpoint") == "/search"
+        and sample.labels.get("status") == "200"
+    )
+    assert counted == searches
+    assert len(writers) == 2, f"metric files of {writers}: expected one per worker"
