@@ -10,11 +10,11 @@ from handlers import recommendation as rec
 from training.config import RBMParams, SAEParams
 from training.models.rbm import RBMNet
 from training.models.sae import SAENet
-from training.models.serving import ServingRBM, ServingSAE, serving_module
+from training.models.serving import SERVED_TOLERANCE, ServingRBM, ServingSAE, serving_module
 
 N_ITEMS = 40
 ATOL = 1e-5  # float32 serving forms: rounding only
-INT8_ATOL = 0.05  # int8 output layers: a twentieth of a star or of a probability
+INT8_ATOL = SERVED_TOLERANCE  # int8 output layers: what export allows
 
 
 def _ratings(users: int = 6, seed: int = 0) -> torch.Tensor:

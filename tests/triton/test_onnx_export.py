@@ -53,6 +53,18 @@ def test_graph_signature_is_the_agreed_one(onnx_repo, prepared, model):
             assert item_dims == [sizes.get(d, d) for d in spec.dims]
 
 
+def trained_scores(checkpoint, ratings: np.ndarray) -> np.ndarray:
+    """The trained PyTorch module's scores for ``ratings``."""
+    recommender = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        return recommender.model(torch.from_numpy(ratings)).numpy()
+
+
+def assert_graph_top_k(scores, ratings, item_ids, out: dict[str, np.ndarray]) -> None:
+    """The graph's top_ids/top_scores are the best unrated items by ``scores``."""
+    assert_valid_top_k(scores, ratings, item_ids, out[tn.TOP_IDS.name], out[tn.TOP_SCORES.name])
+
+
 @pytest.mark.parametrize("model", tn.QUANTIZED_MODELS)
 def test_int8_twin_is_a_quarter_of_the_size_and_scores_alike(
     onnx_repo, checkpoints, prepared, real_ratings, model
@@ -62,37 +74,21 @@ def test_int8_twin_is_a_quarter_of_the_size_and_scores_alike(
     assert int8.stat().st_size < path.stat().st_size / 3
     graph = onnx.load(int8).graph
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
-    recommender = load_checkpoint(checkpoints[model])
-    with torch.no_grad():
-        expected = recommender.model(torch.from_numpy(real_ratings)).numpy()
+    expected = trained_scores(checkpoints[model], real_ratings)
     out = run_onnx(int8, {tn.RATINGS.name: real_ratings})
     assert np.abs(out[tn.SCORES.name] - expected).max() <= SERVED_TOLERANCE
-    assert_valid_top_k(
-        out[tn.SCORES.name],
-        real_ratings,
-        prepared.metadata["item_ids"],
-        out[tn.TOP_IDS.name],
-        out[tn.TOP_SCORES.name],
-    )
+    assert_graph_top_k(out[tn.SCORES.name], real_ratings, prepared.metadata["item_ids"], out)
 
 
 @pytest.mark.parametrize("model", tn.SCORING_MODELS)
 def test_onnxruntime_equals_pytorch_on_real_users(
     onnx_repo, checkpoints, prepared, real_ratings, model
 ):
-    recommender = load_checkpoint(checkpoints[model])
-    with torch.no_grad():
-        expected = recommender.model(torch.from_numpy(real_ratings)).numpy()
+    expected = trained_scores(checkpoints[model], real_ratings)
     out = run_onnx(onnx_path(onnx_repo, model), {tn.RATINGS.name: real_ratings})
     assert out[tn.SCORES.name].shape == (REAL_USERS, prepared.metadata["n_items"])
     np.testing.assert_allclose(out[tn.SCORES.name], expected, rtol=0, atol=PARITY_ATOL)
-    assert_valid_top_k(
-        expected,
-        real_ratings,
-        prepared.metadata["item_ids"],
-        out[tn.TOP_IDS.name],
-        out[tn.TOP_SCORES.name],
-    )
+    assert_graph_top_k(expected, real_ratings, prepared.metadata["item_ids"], out)
 
 
 @pytest.mark.parametrize("batch", [1, 3, tn.MAX_BATCH_SIZE + 1])
@@ -130,13 +126,7 @@ def test_hybrid_blend_mixes_the_two_models_like_torchserve(onnx_repo, prepared, 
     unrated = real_ratings == 0
     only_sae = out[tn.SCORES.name][0::3]
     assert np.allclose(only_sae[unrated[0::3]].max(), 1.0) and only_sae.min() >= 0.0
-    assert_valid_top_k(
-        out[tn.SCORES.name],
-        real_ratings,
-        prepared.metadata["item_ids"],
-        out[tn.TOP_IDS.name],
-        out[tn.TOP_SCORES.name],
-    )
+    assert_graph_top_k(out[tn.SCORES.name], real_ratings, prepared.metadata["item_ids"], out)
     with torch.no_grad():
         torch_out = HybridBlend(prepared.metadata["item_ids"])(
             *map(torch.from_numpy, blend_feeds.values())

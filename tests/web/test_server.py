@@ -11,7 +11,9 @@ from web.server import SERVICE, serve_web_command
 pytestmark = pytest.mark.slow
 
 
-def test_serve_web_starts_gunicorn_and_stops(project_home, checkpoints, monkeypatch, tmp_path):
+@pytest.fixture
+def served_app_env(project_home, checkpoints, monkeypatch, tmp_path) -> None:
+    """What `movierec serve web` reads: the session's data, SQLite, the in-process models."""
     from training.config import Paths
 
     paths = Paths(project_home)
@@ -20,6 +22,9 @@ def test_serve_web_starts_gunicorn_and_stops(project_home, checkpoints, monkeypa
     monkeypatch.setenv("MODEL_BACKEND", "inprocess")
     monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
     monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
+
+
+def test_serve_web_starts_gunicorn_and_stops(project_home, served_app_env):
     port = processes.free_port()
     serve_web_command(host=processes.LOOPBACK, port=port, workers=1, dev=False, timeout=60)
     try:
@@ -36,20 +41,13 @@ def test_serve_web_starts_gunicorn_and_stops(project_home, checkpoints, monkeypa
     assert processes.read_pid(SERVICE, project_home) is None
 
 
-def test_two_workers_metrics_count_every_request(project_home, checkpoints, monkeypatch, tmp_path):
+def test_two_workers_metrics_count_every_request(project_home, served_app_env, monkeypatch):
     """Each gunicorn worker writes its metrics to the multiprocess folder; /metrics sums them."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from training.config import Paths
     from web.server import METRICS_FOLDER
 
-    paths = Paths(project_home)
-    monkeypatch.setenv("MOVIEREC_HOME", str(project_home))
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'served.sqlite3'}")
-    monkeypatch.setenv("MODEL_BACKEND", "inprocess")
-    monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
-    monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
     port = processes.free_port()
     serve_web_command(host=processes.LOOPBACK, port=port, workers=2, dev=False, timeout=60)
     searches = 24

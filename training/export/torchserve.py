@@ -40,8 +40,6 @@ EXAMPLE_BATCH = 4  # users in the batch the serving forms are checked on
 # get at most this much worse (the SAE's RMSE up, the RBM's NDCG@10 down); export fails otherwise.
 SERVED_QUALITY_LOSS = 0.002
 SERVED_QUALITY_K = 10
-
-
 # An archive's top-level batching, for servers that register it without our snapshot.
 UNBATCHED = {"batchSize": 1, "maxBatchDelay": 1}
 
@@ -71,8 +69,7 @@ class ServingSettings:
         return {
             "minWorkers": self.workers,
             "maxWorkers": self.workers,
-            "batchSize": UNBATCHED["batchSize"],
-            "maxBatchDelay": UNBATCHED["maxBatchDelay"],
+            **UNBATCHED,
             "responseTimeout": self.response_timeout_s,
             "handler": {"torch_threads": self.torch_threads},
             SNAPSHOT_SECTION: {
