@@ -192,9 +192,10 @@ def report(figures: dict, device: str) -> str:
         f"# Triton benchmark ({figures['model']}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {device}. Server: bundled tritonserver {tn.TRITON_SERVER_VERSION}, CPU configs "
-        f"(Python-based onnxruntime backend, 1 instance, dynamic batching "
-        f"{tn.MAX_QUEUE_DELAY_US} us). Requests: one user's ratings (batch 1). Load average "
-        f"during the run: up to {figures['load']:.1f} (other work on the machine skews figures).",
+        f"(Python-based onnxruntime backend, 1 instance, dynamic batching, queue delay "
+        f"{tn.CPU_MAX_QUEUE_DELAY_US} us). Requests: one user's ratings (batch 1). "
+        f"Load average during the run: up to {figures['load']:.1f} "
+        "(other work on the machine skews figures).",
         "",
         "| sequential, batch 1 | p50 ms | p95 ms | p99 ms |",
         "|---|---|---|---|",

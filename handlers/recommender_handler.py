@@ -30,6 +30,12 @@ BATCH_SIZE_HEADER = "X-Batch-Size"  # how many requests shared the forward pass 
 MODEL_FILE_SUFFIX = ".pt"
 # Where TorchServe puts a raw request body ("body"; "data" for some clients and gRPC inputs).
 BODY_PARAMETERS = ("body", "data")
+# TorchServe's worker logs "Backend received inference at: <epoch>" at INFO for every request;
+# the frontend reads each line off the worker's stdout into model_log.log, where it buries the
+# lines that matter. Above INFO, that line goes; model metrics (PredictionTime) travel the same
+# way and stay.
+DEFAULT_WORKER_LOG_LEVEL = "WARNING"
+METRICS_LOGGER = "ts.metrics"
 
 
 @dataclass
@@ -53,6 +59,7 @@ class RecommenderHandler(BaseHandler):
         self.manifest = context.manifest
         config = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
         torch.set_num_threads(int(config.get("torch_threads", DEFAULT_TORCH_THREADS)))
+        quiet_worker_log(config.get("worker_log_level", DEFAULT_WORKER_LOG_LEVEL))
         self.metadata = json.loads((model_dir / rec.METADATA_FILE).read_text(encoding="utf-8"))
         self.version = str(self.metadata.get("version", "unknown"))
         self.catalogue = rec.Catalogue.from_folder(model_dir)
@@ -177,6 +184,13 @@ class RecommenderHandler(BaseHandler):
             "unsupported_media_type",
             f"send the JSON as the request body with Content-Type: {rec.JSON_CONTENT_TYPE}",
         )
+
+
+def quiet_worker_log(level: str) -> None:
+    """Raise the worker's root logger to ``level``; metrics and this module keep INFO."""
+    logging.getLogger().setLevel(level)
+    for name in (METRICS_LOGGER, log.name):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def internal_error() -> rec.RequestError:

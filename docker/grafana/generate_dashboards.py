@@ -572,10 +572,11 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "TorchServe queue and handler time",
+                "TorchServe queue and prediction time",
                 [
                     ("QueueTime", "queue"),
-                    ("HandlerTime", "handler {{ModelName}}"),
+                    # Not HandlerTime: TorchServe declares it, but our handlers leave it unsent
+                    # (PredictionTime times the same call; handlers/recommender_handler.py).
                     ("PredictionTime", "prediction {{ModelName}}"),
                 ],
                 unit="ms",

@@ -54,6 +54,15 @@ def value(text: str, metric: str, /, **labels: str) -> float | None:
     return samples(text).get((metric, frozenset(labels.items())))
 
 
+def sampled_names(text: str) -> set[str]:
+    """Names with at least one sample line (declared families without samples left out)."""
+    return {
+        _SAMPLE_NAME.match(line).group(1)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 def exposed_names(text: str) -> set[str]:
     """Every series name a query could use, read from the text as written (prometheus_client's
     parser renames counters to ``*_total``, which TorchServe's are not): sample names, and the

@@ -28,6 +28,8 @@ BATCHED_MODEL = "sae_batched"
 BATCH_DELAY_MS = 1500
 BATCH_SIZE = 32
 RECOVERY_TIMEOUT_S = 120
+METRICS_TIMEOUT_S = 10
+POLL_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +269,24 @@ def test_metrics_endpoint_serves_prometheus_text(client):
     by_model = {s.labels["model_name"]: s.value for s in requests_family.samples}
     assert by_model["rbm"] >= 1
     assert "ts_queue_latency_microseconds" in families
+
+
+def test_workers_write_no_log_line_per_request_and_still_send_metrics(torchserve, client):
+    for _ in range(3):
+        client.recommend("sae", {"ratings": {"1": 5}, "k": 2})
+    model_log = (torchserve.server.log_dir / "model_log.log").read_text(encoding="utf-8")
+    assert " ready: " in model_log  # the handler's own INFO lines still arrive
+    assert "Backend received inference" not in model_log
+    deadline = time.monotonic() + METRICS_TIMEOUT_S  # metric lines arrive beside the answers
+    while "sae" not in (predicted := prediction_time_models(client)):
+        assert time.monotonic() < deadline, f"no PredictionTime for sae: {predicted}"
+        time.sleep(POLL_S)
+
+
+def prediction_time_models(client) -> set[str]:
+    families = {f.name: f for f in text_string_to_metric_families(client.metrics())}
+    family = families.get("PredictionTime")
+    return {sample.labels.get("ModelName") for sample in family.samples} if family else set()
 
 
 def test_grpc_inference_matches_http(torchserve, client, prepared, item_ids):
