@@ -113,6 +113,7 @@ def test_every_queried_metric_is_exposed(web_metrics, torchserve_metrics, triton
     }
     assert not missing, f"queried but exposed by nobody: {missing}"
     assert TORCHSERVE_GPU <= exposed["torchserve"]
+    assert {"nv_inference_request_success", "nv_inference_count"} <= exposed["triton"]
     # TorchServe declares its workers' model metrics up front, sent or not: a panel on one our
     # handlers never send (HandlerTime) would stay empty. After an inference, each has samples.
     queried_model_metrics = set(queried_metrics()) & torchserve_model_metrics()
