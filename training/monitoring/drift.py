@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +29,7 @@ import typer
 from scipy import stats
 
 from training.config import ConfigError, Paths, get_logger
+from training.monitoring.shared_log_file import SharedRotatingFileHandler
 
 log = get_logger("monitoring")
 
@@ -407,10 +407,9 @@ class RequestLog:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The handler brings the locking and rotation; the line is formatted here.
-        self._handler = RotatingFileHandler(
-            self.path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
-        )
+        # The handler brings the locking (across the web workers too) and rotation; the line is
+        # formatted here.
+        self._handler = SharedRotatingFileHandler(self.path, max_bytes, backup_count)
         self._handler.setFormatter(logging.Formatter("%(message)s"))
 
     def write(self, request: LoggedRequest, request_id: str | None = None) -> None:

@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
+
+from training.monitoring.shared_log_file import SharedRotatingFileHandler
 
 ROOT_LOGGER = "movierec"
 LOG_AREAS = ("data", "training", "api")
@@ -90,12 +91,11 @@ def _owned(handler: logging.Handler) -> logging.Handler:
 
 def rotating_file_handler(
     path: Path, max_bytes: int = MAX_LOG_BYTES, backup_count: int = LOG_BACKUP_COUNT
-) -> RotatingFileHandler:
-    """A JSON-lines file that rolls over to ``path.1``, ``path.2``, ... (opened on first use)."""
+) -> SharedRotatingFileHandler:
+    """A JSON-lines file that rolls over to ``path.1``, ``path.2``, ... (opened on first use;
+    the web app's workers share it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
-    )
+    handler = SharedRotatingFileHandler(path, max_bytes, backup_count)
     handler.setFormatter(json_formatter())
     return handler
 
