@@ -31,11 +31,11 @@ WRITER_SCRIPTS = {
         write = lambda line: logger.info(line)
     """,
     "request_log": """
-        import logging
-        from training.monitoring.drift import RequestLog
+        from datetime import UTC, datetime
+        from training.monitoring.drift import LoggedRequest, RequestLog
         log = RequestLog(path, max_bytes, backups)
-        handler = log._handler
-        write = lambda line: handler.handle(logging.makeLogRecord({"msg": line}))
+        request = LoggedRequest(datetime.now(UTC), "sae", {1: 4.0}, [0.5])
+        write = lambda line: log.write(request, request_id=line)
     """,
 }
 
@@ -58,10 +58,8 @@ def logged_lines(path: Path) -> list[str]:
     lines = []
     for file in log_files(path):
         for line in file.read_text(encoding="utf-8").splitlines():
-            try:  # the JSON formatter wraps the message; the request log writes it as is
-                lines.append(json.loads(line)["message"])
-            except (json.JSONDecodeError, TypeError, KeyError):
-                lines.append(line)
+            entry = json.loads(line)  # the JSON log's message, or the request log's request_id
+            lines.append(entry.get("message") or entry["request_id"])
     return lines
 
 
