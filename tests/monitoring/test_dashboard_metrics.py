@@ -5,7 +5,6 @@ with where each comes from."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from tests.monitoring.web_app import monitored_web_app, recommend_once
 from training.monitoring.gpu import GPU_METRICS
 
 SCRAPE_TIMEOUT_S = 10
-POLL_S = 0.1
 PREDICTION_METRIC = "PredictionTime"  # what TorchServe's worker reports for every batch
 PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 # Reported only where CUDA is present, so a CPU machine cannot scrape them. Triton's, from its
@@ -59,13 +57,7 @@ def web_metrics(web_app_factory, checkpoints, prepared, tmp_path, monkeypatch) -
 def torchserve_metrics(torchserve) -> str:
     client = torchserve.client()
     client.recommend("sae", {"ratings": {"1": 5, "50": 4}, "k": 5})
-    # The worker's metric lines reach the frontend beside the answer, not before it.
-    deadline = time.monotonic() + SCRAPE_TIMEOUT_S
-    while True:
-        text = requests.get(f"{torchserve.metrics_url}/metrics", timeout=SCRAPE_TIMEOUT_S).text
-        if PREDICTION_METRIC in sampled_names(text) or time.monotonic() > deadline:
-            return text
-        time.sleep(POLL_S)
+    return torchserve.metrics_once_reported(PREDICTION_METRIC, "sae")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers import recommendation as rec
+from tests.fixtures.torchserve import models_reporting
 from training.serving.torchserve_client import TorchServeError, TorchServeGrpcClient
 
 pytestmark = pytest.mark.slow
@@ -28,8 +29,6 @@ BATCHED_MODEL = "sae_batched"
 BATCH_DELAY_MS = 1500
 BATCH_SIZE = 32
 RECOVERY_TIMEOUT_S = 120
-METRICS_TIMEOUT_S = 10
-POLL_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -277,16 +276,8 @@ def test_workers_write_no_log_line_per_request_and_still_send_metrics(torchserve
     model_log = (torchserve.server.log_dir / "model_log.log").read_text(encoding="utf-8")
     assert " ready: " in model_log  # the handler's own INFO lines still arrive
     assert "Backend received inference" not in model_log
-    deadline = time.monotonic() + METRICS_TIMEOUT_S  # metric lines arrive beside the answers
-    while "sae" not in (predicted := prediction_time_models(client)):
-        assert time.monotonic() < deadline, f"no PredictionTime for sae: {predicted}"
-        time.sleep(POLL_S)
-
-
-def prediction_time_models(client) -> set[str]:
-    families = {f.name: f for f in text_string_to_metric_families(client.metrics())}
-    family = families.get("PredictionTime")
-    return {sample.labels.get("ModelName") for sample in family.samples} if family else set()
+    metrics = torchserve.metrics_once_reported("PredictionTime", "sae")
+    assert "sae" in models_reporting(metrics, "PredictionTime")
 
 
 def test_grpc_inference_matches_http(torchserve, client, prepared, item_ids):
