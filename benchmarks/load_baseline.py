@@ -15,6 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiles import dense_ratings
+
 BASELINE_MODELS = ("sae", "rbm")
 WARMUP_CALLS = 200
 TOP_K = 10
@@ -64,11 +66,7 @@ def measure(name: str, model_store: Path, checkpoints: Path, profiles: dict, cal
     import torch
 
     torch.set_num_threads(1)
-    column_of = {movie: column for column, movie in enumerate(profiles["item_ids"])}
-    rows = torch.zeros(len(profiles["profiles"]), len(profiles["item_ids"]))
-    for row, profile in zip(rows, profiles["profiles"], strict=True):
-        for movie, stars in profile["ratings"].items():
-            row[column_of[int(movie)]] = stars
+    rows = torch.from_numpy(dense_ratings(profiles["item_ids"], profiles["profiles"]))
     model = scripted_model(name, model_store, checkpoints, rows[:EXAMPLE_BATCH])
     samples = []
     with torch.inference_mode():

@@ -25,6 +25,7 @@ import grpc.experimental.gevent as grpc_gevent
 import locust_common as common
 import numpy as np
 from locust import User, task
+from profiles import dense_ratings
 from tritonclient.grpc import service_pb2
 
 from training.serving import triton_names as tn
@@ -34,16 +35,6 @@ REQUEST_TYPE = "grpc"
 ROWS = common.BODIES_PER_KIND
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 SEED = 0
-
-
-def dense_rows(data: common.Profiles, count: int, rng: random.Random) -> np.ndarray:
-    """Rating vectors FP32 [count, n_items] in catalogue order (0 = unrated)."""
-    column_of = {movie: column for column, movie in enumerate(data.item_ids)}
-    rows = np.zeros((count, len(data.item_ids)), dtype=tn.RATINGS.numpy_dtype)
-    for row, profile in zip(rows, (rng.choice(data.users) for _ in range(count)), strict=True):
-        for movie, stars in profile["ratings"].items():
-            row[column_of[int(movie)]] = stars
-    return rows
 
 
 def infer_request(model: str, tensors: dict[tn.TensorSpec, np.ndarray]) -> bytes:
@@ -62,7 +53,9 @@ def infer_request(model: str, tensors: dict[tn.TensorSpec, np.ndarray]) -> bytes
 def requests_for(profiles_path: str) -> dict[str, list[bytes]]:
     """Task name -> pre-serialized requests, built once per Locust process."""
     rng = random.Random(SEED)
-    rows = dense_rows(common.profiles_from(profiles_path), ROWS, rng)
+    data = common.profiles_from(profiles_path)
+    users = [rng.choice(data.users) for _ in range(ROWS)]
+    rows = dense_ratings(data.item_ids, users).astype(tn.RATINGS.numpy_dtype, copy=False)
     ratings = tn.RATINGS
 
     def hybrid(row: np.ndarray) -> bytes:

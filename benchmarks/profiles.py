@@ -18,6 +18,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -92,6 +94,17 @@ def sample_profiles(
         "search_terms": search_terms(prepared.movies, SEARCH_TERM_COUNT, rng),
         "genres": genres,
     }
+
+
+def dense_ratings(item_ids: list[int], profiles: list[dict]) -> np.ndarray:
+    """The profiles' ratings as float32 rows [len(profiles), len(item_ids)] in catalogue order
+    (0 = unrated): what a client of the dense models (Triton, the in-process baseline) sends."""
+    column_of = {movie: column for column, movie in enumerate(item_ids)}
+    rows = np.zeros((len(profiles), len(item_ids)), dtype=np.float32)
+    for row, profile in zip(rows, profiles, strict=True):
+        for movie, stars in profile["ratings"].items():
+            row[column_of[int(movie)]] = stars
+    return rows
 
 
 def write_profiles(
