@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.polling import poll
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
 DOCKERFILES = sorted(DOCKER_DIR.glob("Dockerfile*"))
@@ -31,6 +33,7 @@ BUILD_OUTPUTS = ("model_store/*.mar",)
 IMAGES_WITH_HEALTHCHECK = ("Dockerfile.torchserve", "Dockerfile.web")
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCHSERVE_READY_TIMEOUT_S = 120
+HEALTH_POLL_S = 1.0
 
 
 def _tool(name: str) -> str:
@@ -370,15 +373,12 @@ def _healthcheck(key_file: Path, management_url: str) -> subprocess.CompletedPro
 
 
 def _wait_healthy(server) -> subprocess.CompletedProcess:
-    import time
-
-    deadline = time.monotonic() + TORCHSERVE_READY_TIMEOUT_S
-    while True:
-        result = _healthcheck(server["key_file"], server["management_url"])
-        if result.returncode == 0 or time.monotonic() > deadline:
-            return result
+    def healthcheck() -> subprocess.CompletedProcess:
         assert server["process"].poll() is None, "TorchServe exited; see its launcher.log"
-        time.sleep(1)
+        return _healthcheck(server["key_file"], server["management_url"])
+
+    return poll(healthcheck, lambda result: result.returncode == 0,
+                TORCHSERVE_READY_TIMEOUT_S, HEALTH_POLL_S)  # fmt: skip
 
 
 @pytest.mark.slow

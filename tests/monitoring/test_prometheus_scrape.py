@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ import requests
 import yaml
 from werkzeug.serving import make_server
 
+from tests.fixtures.polling import poll
 from tests.monitoring.promql import RULES, rule_expressions
 from tests.monitoring.web_app import monitored_web_app, recommend_once
 from training.serving.processes import LOOPBACK, free_ports, terminate, wait_http
@@ -94,14 +94,15 @@ def prometheus(prometheus_binary, served_web_app, tmp_path) -> Iterator[str]:
 
 def query(url: str, expr: str) -> list[dict]:
     """The instant-query result, once it is non-empty (scrapes take a moment)."""
-    deadline = time.monotonic() + QUERY_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def result() -> list[dict]:
         answer = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()
         assert answer["status"] == "success", answer
-        if answer["data"]["result"]:
-            return answer["data"]["result"]
-        time.sleep(POLL_S)
-    raise AssertionError(f"{expr}: no data after {QUERY_TIMEOUT_S}s")
+        return answer["data"]["result"]
+
+    found = poll(result, bool, QUERY_TIMEOUT_S, POLL_S)
+    assert found, f"{expr}: no data after {QUERY_TIMEOUT_S}s"
+    return found
 
 
 def test_prometheus_scrapes_the_web_app(prometheus):

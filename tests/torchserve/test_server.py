@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers import recommendation as rec
+from tests.fixtures.polling import poll
 from tests.fixtures.torchserve import models_reporting
 from training.serving.torchserve_client import TorchServeError, TorchServeGrpcClient
 
@@ -29,6 +29,8 @@ BATCHED_MODEL = "sae_batched"
 BATCH_DELAY_MS = 1500
 BATCH_SIZE = 32
 RECOVERY_TIMEOUT_S = 120
+WORKERS_TIMEOUT_S = 120
+POLL_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -232,15 +234,15 @@ def test_a_body_over_the_frontend_limit_is_refused_and_the_server_goes_on(torchs
 
 
 # -- management, metrics, gRPC -------------------------------------------------------------------
-def wait_for_ready_workers(client, name: str, count: int, timeout: float = 120) -> int:
+def wait_for_ready_workers(client, name: str, count: int) -> int:
     """READY workers of ``name`` once there are ``count`` (a loaded machine starts them slowly)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready_of_all() -> tuple[int, int]:
         workers = client.describe(name)[0]["workers"]
-        ready = sum(w["status"] == "READY" for w in workers)
-        if ready == count == len(workers) or time.monotonic() > deadline:
-            return ready
-        time.sleep(0.5)
+        return sum(w["status"] == "READY" for w in workers), len(workers)
+
+    ready, _ = poll(ready_of_all, lambda seen: seen == (count, count), WORKERS_TIMEOUT_S, POLL_S)
+    return ready
 
 
 def test_management_api_registers_scales_describes_and_unregisters(client):
@@ -298,14 +300,14 @@ def test_a_killed_worker_is_restarted_and_requests_succeed_again(client):
     (before,) = client.describe("rbm")
     killed = int(before["workers"][0]["pid"])
     os.kill(killed, signal.SIGKILL)
-    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-    answer = None
-    while time.monotonic() < deadline:
+
+    def answer_or_none() -> dict | None:
         try:
-            answer = client.recommend("rbm", {"ratings": {"1": 5}, "k": 2})
-            break
+            return client.recommend("rbm", {"ratings": {"1": 5}, "k": 2})
         except TorchServeError:
-            time.sleep(0.5)
+            return None
+
+    answer = poll(answer_or_none, lambda seen: seen is not None, RECOVERY_TIMEOUT_S, POLL_S)
     assert answer is not None and answer["model"] == "rbm"
     workers = client.describe("rbm")[0]["workers"]
     assert killed not in {int(w["pid"]) for w in workers if w.get("pid")}
