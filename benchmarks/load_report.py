@@ -51,6 +51,9 @@ class Point:
     # one machine, so these say who the throughput was spent on (nan: not measured).
     locust_cores: float = math.nan
     server_cores: float = math.nan
+    # The machine's loopback TCP round trip just before the point (benchmarks/loopback_baseline):
+    # server figures follow it while the in-process forward stays put.
+    loopback_us: float = math.nan
 
     @property
     def total(self) -> Entry:
@@ -162,6 +165,10 @@ def machine_line() -> str:
     )
 
 
+def us(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.0f}"
+
+
 def cores(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.2f}"
 
@@ -169,15 +176,15 @@ def cores(value: float) -> str:
 def summary_table(points: list[Point]) -> list[str]:
     lines = [
         "| scenario | users | req/s | p50 ms | p95 ms | p99 ms | requests | failures "
-        "| load avg | Locust cores | server cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load avg | loopback µs | Locust cores | server cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         t = p.total
         lines.append(
             f"| {p.scenario} | {p.users} | {t.rps:.0f} | {ms(t.p50)} | {ms(t.p95)} | {ms(t.p99)} "
             f"| {t.requests} | {t.failures} ({t.failure_share:.1%}) | {p.load_avg:.1f} "
-            f"| {cores(p.locust_cores)} | {cores(p.server_cores)} |"
+            f"| {us(p.loopback_us)} | {cores(p.locust_cores)} | {cores(p.server_cores)} |"
         )
     return lines
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import resource
 import shutil
@@ -41,6 +42,7 @@ from load_servers import (  # noqa: E402
     cpu_seconds,
     rss_by_process,
 )
+from loopback_baseline import measure_round_trip  # noqa: E402
 from profiles import DEFAULT_DATASET, write_profiles  # noqa: E402
 
 from web.server import DEFAULT_WORKERS as WEB_WORKERS  # noqa: E402
@@ -62,6 +64,9 @@ SOAK_SCENARIOS = ("torchserve_http", "web")  # the soak's users are split evenly
 SOAK_THINK_MS = 100.0  # direct TorchServe clients pause between calls: a soak, not a stress test
 SOAK_SAMPLE_S = 15.0  # RSS sampling period
 BASELINE_CALLS = {"bench": 3000, "smoke": 300, "soak": 1000}
+# Loopback round trips before each point (~0.4 s for 5,000); the soak's two scenarios start
+# together, so it has none.
+LOOPBACK_TRIPS = {"bench": 5000, "smoke": 1000, "soak": 0}
 LOCUST_STOP_TIMEOUT_S = 5  # users finish their current request when the time is up
 LOCUST_GRACE_S = 30.0  # start-up, stop and CSV writing on a loaded machine
 TERMINATE_TIMEOUT_S = 10.0
@@ -229,17 +234,25 @@ def run_points(
             warm_up(scenario, host_of(endpoints, scenario), max(users[scenario.name]), folder,
                     options)  # fmt: skip
         for count in users[scenario.name]:
+            loopback_us = loopback_p50_us(options.get("loopback_trips", 0))
             run = LocustRun(scenario, host_of(endpoints, scenario), count, seconds, folder, options)
             try:
                 point = run.finish()
             finally:
                 run.stop()
+            point.loopback_us = loopback_us
             total = point.total
-            log.info("%s @ %d users: %d requests, %d failures, %.0f req/s, p50 %s ms, p95 %s ms",
-                     scenario.name, count, total.requests, total.failures, total.rps,
-                     report.ms(total.p50), report.ms(total.p95))  # fmt: skip
+            log.info("%s @ %d users: %d requests, %d failures, %.0f req/s, p50 %s ms, p95 %s ms "
+                     "(loopback round trip %s us before)", scenario.name, count, total.requests,
+                     total.failures, total.rps, report.ms(total.p50), report.ms(total.p95),
+                     report.us(loopback_us))  # fmt: skip
             points.append(point)
     return points
+
+
+def loopback_p50_us(trips: int) -> float:
+    """The machine's loopback round trip right now (nan when not measured)."""
+    return measure_round_trip(trips).p50_us if trips else math.nan
 
 
 def warm_up(scenario: Scenario, host: str, users: int, folder: Path, options: dict) -> None:
@@ -357,6 +370,14 @@ def served_models(args: argparse.Namespace) -> list[str]:
     return [f"Archives in `{store}`: {sizes} (built {built:%Y-%m-%d %H:%M} UTC).", ""]
 
 
+LOOPBACK_NOTE = (
+    '"loopback µs": a TCP round trip between two processes on this machine just before the '
+    f"point (p50 of {LOOPBACK_TRIPS['bench']:,}, one byte each way). Every served request "
+    "pays such wake-ups several times over; when they slow down, so do the servers, while the "
+    "in-process forward does not."
+)
+
+
 def bench_report(args, points, baselines, plots: list[Path]) -> str:
     lines = header(
         "Load test: TorchServe, Triton and the web app",
@@ -366,7 +387,7 @@ def bench_report(args, points, baselines, plots: list[Path]) -> str:
     )
     lines += ["## In-process baseline", "", *baseline_table(baselines), ""]
     lines += ["## Targets (set for a quiet machine)", "", *targets_table(points), ""]
-    lines += ["## Every point", "", *report.summary_table(points), ""]
+    lines += ["## Every point", "", LOOPBACK_NOTE, "", *report.summary_table(points), ""]
     lines += ["## Against the in-process model", "", *ratio_table(points, baselines), ""]
     lines += ["## By request", "", *report.entries_table(points), ""]
     lines += ["## Failures", "", *report.failures_section(points), ""]
@@ -504,7 +525,15 @@ def write_outputs(args, folder: Path, endpoints: Endpoints, points, baselines, s
     run_record = {
         "mode": args.mode,
         "servers_started": endpoints.pids,
-        "points": [{"scenario": p.scenario, "users": p.users, **asdict(p.total)} for p in points],
+        "points": [
+            {
+                "scenario": p.scenario,
+                "users": p.users,
+                **asdict(p.total),
+                "loopback_us": None if math.isnan(p.loopback_us) else round(p.loopback_us, 1),
+            }
+            for p in points
+        ],
         "rss_mib": [{"seconds": t, **sizes} for t, sizes in samples],
     }
     (folder / "run.json").write_text(json.dumps(run_record, indent=2), encoding="utf-8")
@@ -552,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         baselines = measure_all(model_store, paths.checkpoints, profiles, BASELINE_CALLS[args.mode])
         options = {"profiles": profiles_file, "processes": args.processes,
                    "reset_stats": args.mode == "bench",
+                   "loopback_trips": LOOPBACK_TRIPS[args.mode],
                    "warmup_s": WARMUP_SECONDS if args.mode == "bench" else 0.0}  # fmt: skip
         samples = []
         with LoadStack(paths, work) as stack:

@@ -75,6 +75,14 @@ def test_locust_csv_shows_requests_and_no_failures(smoke, scenario):
     assert int(row["Failure Count"]) == 0
 
 
+def test_every_point_records_the_loopback_round_trip_before_it(smoke):
+    _, out = smoke
+    record = json.loads((out / "locust" / "smoke" / "run.json").read_text(encoding="utf-8"))
+    assert {point["scenario"] for point in record["points"]} == set(SCENARIOS)
+    for point in record["points"]:
+        assert point["loopback_us"] > 0, point
+
+
 def test_the_driver_stopped_the_web_app_it_started(smoke):
     _, out = smoke
     record = json.loads((out / "locust" / "smoke" / "run.json").read_text(encoding="utf-8"))

@@ -1,0 +1,49 @@
+"""The loopback round trip (``benchmarks/loopback_baseline.py``): the report's machine gauge."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+TRIPS = 500
+# A round trip on loopback takes tens of microseconds; a figure outside this range is a unit or
+# timing mistake, not a slow machine.
+PLAUSIBLE_US = (1.0, 100_000.0)
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    spec = importlib.util.spec_from_file_location(
+        "loopback_baseline", BENCH_DIR / "loopback_baseline.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_round_trip_gives_ordered_plausible_percentiles(loopback):
+    trip = loopback.measure_round_trip(TRIPS)
+    assert trip.trips == TRIPS
+    assert math.isfinite(trip.p50_us) and math.isfinite(trip.p90_us)
+    assert PLAUSIBLE_US[0] < trip.p50_us <= trip.p90_us < PLAUSIBLE_US[1]
+
+
+def test_the_echo_process_is_gone_afterwards(loopback):
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    loopback.measure_round_trip(TRIPS)
+    after = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert after <= before
+
+
+@pytest.mark.parametrize("trips", [0, -3])
+def test_a_count_below_one_is_refused(loopback, trips):
+    with pytest.raises(ValueError, match="trips must be positive"):
+        loopback.measure_round_trip(trips)
