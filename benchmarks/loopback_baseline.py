@@ -12,6 +12,7 @@ lower while the other core is busy: an idle core must first be woken.
 from __future__ import annotations
 
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 LOOPBACK = "127.0.0.1"
 MESSAGE = b"x"
 WARMUP_TRIPS = 200
+MIN_TRIPS = 2  # statistics.quantiles needs two samples
 CONNECT_TIMEOUT_S = 10.0
 PEER_EXIT_TIMEOUT_S = 5.0
 # The echo peer: its own interpreter (not a fork of a process holding torch's threads).
@@ -41,8 +43,10 @@ class RoundTrip:
 
 def measure_round_trip(trips: int) -> RoundTrip:
     """Send one byte to an echo process and wait for it, ``trips`` times; percentiles in µs."""
-    if trips < 1:
-        raise ValueError(f"trips must be positive, got {trips}")
+    if trips < MIN_TRIPS:
+        raise ValueError(
+            f"trips must be positive ({MIN_TRIPS} or more for percentiles), got {trips}"
+        )
     with socket.create_server((LOOPBACK, 0)) as listener:
         listener.settimeout(CONNECT_TIMEOUT_S)
         port = listener.getsockname()[1]
@@ -54,8 +58,9 @@ def measure_round_trip(trips: int) -> RoundTrip:
                 samples = _trips(connection, WARMUP_TRIPS + trips)[WARMUP_TRIPS:]
         finally:
             _stop(peer)
-    samples.sort()
-    return RoundTrip(trips, _at(samples, 0.5), _at(samples, 0.9))
+    # The percentile method of the other baselines (load_baseline.percentiles_ms).
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return RoundTrip(trips, cuts[49], cuts[89])
 
 
 def _stop(peer: subprocess.Popen) -> None:
@@ -76,7 +81,3 @@ def _trips(connection: socket.socket, count: int) -> list[float]:
             raise ConnectionError("the echo process closed the connection")
         samples.append((time.perf_counter() - started) * 1e6)
     return samples
-
-
-def _at(ordered: list[float], share: float) -> float:
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
