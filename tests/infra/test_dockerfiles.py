@@ -9,7 +9,6 @@ TorchServe config renderer (against the project's own renderer) and the TorchSer
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.polling import poll
+from tests.fixtures.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
@@ -44,10 +44,7 @@ def _tool(name: str) -> str:
 
 
 def _load(script: str):
-    spec = importlib.util.spec_from_file_location(script, DOCKER_DIR / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DOCKER_DIR / f"{script}.py")
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.fixtures.scripts import load_script
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 TRIPS = 500
@@ -19,14 +19,7 @@ PLAUSIBLE_US = (1.0, 100_000.0)
 
 @pytest.fixture(scope="module")
 def loopback():
-    spec = importlib.util.spec_from_file_location(
-        "loopback_baseline", BENCH_DIR / "loopback_baseline.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return load_script(BENCH_DIR / "loopback_baseline.py")
 
 
 def test_round_trip_gives_ordered_plausible_percentiles(loopback):

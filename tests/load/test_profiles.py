@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.fixtures.scripts import load_script
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 COUNT = 60
@@ -16,10 +17,7 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def profiles_module():
-    spec = importlib.util.spec_from_file_location("profiles", BENCH_DIR / "profiles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH_DIR / "profiles.py")
 
 
 @pytest.fixture(scope="module")
