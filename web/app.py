@@ -48,6 +48,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Cookies signed with an old key still verify after a rotation (Flask >= 3.1).
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SETTINGS=settings,
         TESTING=settings.testing,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 
 import jwt
@@ -29,22 +29,34 @@ def issue_token(secret: str, subject: str, ttl_s: int, now: float | None = None)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> dict:
+def verify_token(secret: str, token: str, fallbacks: Sequence[str] = ()) -> dict:
+    """The token's claims if ``secret`` or one of the ``fallbacks`` (old secrets, kept for one
+    TTL after a rotation) signed it."""
+    *others, last = (secret, *fallbacks)
     try:
-        return jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            options={"require": ["sub", "exp", "iat"]},
-        )
+        for candidate in others:
+            try:
+                return _decode(candidate, token)
+            except jwt.InvalidSignatureError:
+                continue  # signed with another secret; try the next
+        return _decode(last, token)
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired; get a new one") from exc
     except jwt.InvalidSignatureError as exc:
         raise AuthError("token signature is invalid") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
+
+
+def _decode(secret: str, token: str) -> dict:
+    return jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        options={"require": ["sub", "exp", "iat"]},
+    )
 
 
 def api_key_is_valid(candidate: str, keys: tuple[str, ...]) -> bool:
@@ -67,7 +79,8 @@ def require_token(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        claims = verify_token(current_app.config["SETTINGS"].jwt_secret, bearer_token())
+        settings = current_app.config["SETTINGS"]
+        claims = verify_token(settings.jwt_secret, bearer_token(), settings.jwt_secret_fallbacks)
         g.api_subject = claims["sub"]
         return view(*args, **kwargs)
 

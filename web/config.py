@@ -1,7 +1,8 @@
 """The web app's settings: read from the environment once, validated in one place.
 
 ``WebSettings.from_env()`` is the only code that looks at environment variables; everything else
-receives a settings object (tests build one directly).
+receives a settings object (tests build one directly). SECRET_KEY and JWT_SECRET left unset are
+generated once and kept under .run/web-secrets/ (``web/secret_store.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from training.config import ConfigError, Paths
+from training.config import ConfigError, Paths, get_logger
+from web import secret_store
+
+log = get_logger("web")
 
 MODEL_NAMES = ("sae", "rbm", "hybrid")
 # SQLite's PRAGMA synchronous levels (web/db.py says why NORMAL is the default).
@@ -22,6 +26,7 @@ SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = "NORMAL"
 DEFAULT_DATASET = "ml-100k"
 # Generated secrets are fine for a dev server; production sets SECRET_KEY and JWT_SECRET.
+# from_env keeps generated ones in .run/web-secrets/ (web/secret_store.py says why).
 GENERATED_SECRET_BYTES = 32
 # PyJWT warns below 32 bytes for HS256 (RFC 7518 section 3.2).
 MIN_SECRET_LENGTH = 32
@@ -37,7 +42,9 @@ ENV_VARS = {
     "MODEL_TIMEOUT_S": "model_timeout_s",
     "MODEL_CHECKPOINTS": "checkpoints_dir",
     "SECRET_KEY": "secret_key",
+    "SECRET_KEY_FALLBACKS": "secret_key_fallbacks",
     "JWT_SECRET": "jwt_secret",
+    "JWT_SECRET_FALLBACKS": "jwt_secret_fallbacks",
     "JWT_TTL_S": "jwt_ttl_s",
     "API_KEYS": "api_keys",
     "MOVIES_PATH": "movies_path",
@@ -54,6 +61,8 @@ ENV_VARS = {
     "SQLITE_SYNCHRONOUS": "sqlite_synchronous",
     "HYBRID_WEIGHT_SAE": "hybrid_weight_sae",
 }
+# The secrets from_env generates and keeps when the environment leaves them unset.
+STORED_SECRETS = ("SECRET_KEY", "JWT_SECRET")
 
 
 class WebSettings(BaseModel):
@@ -70,8 +79,13 @@ class WebSettings(BaseModel):
     triton_grpc_url: str = "127.0.0.1:8001"
     model_timeout_s: float = Field(2.0, gt=0, le=60)
     checkpoints_dir: Path = Field(default_factory=lambda: Paths().checkpoints)
+    # Random per object for settings built directly (tests); from_env reads the stored ones.
     secret_key: str = Field(default_factory=lambda: secrets.token_hex(GENERATED_SECRET_BYTES))
+    # Old keys that still verify cookies (Flask 3.1's SECRET_KEY_FALLBACKS), for rotation.
+    secret_key_fallbacks: tuple[str, ...] = ()
     jwt_secret: str = Field(default_factory=lambda: secrets.token_hex(GENERATED_SECRET_BYTES))
+    # Old secrets that still verify API tokens, kept for one JWT_TTL_S after a rotation.
+    jwt_secret_fallbacks: tuple[str, ...] = ()
     jwt_ttl_s: int = Field(3600, ge=60, le=30 * 24 * 3600)
     api_keys: tuple[str, ...] = ()
     movies_path: Path = Field(
@@ -92,7 +106,9 @@ class WebSettings(BaseModel):
     hybrid_weight_sae: float = Field(0.5, ge=0.0, le=1.0)
     testing: bool = False
 
-    @field_validator("api_keys", "ab_arms", mode="before")
+    @field_validator(
+        "api_keys", "ab_arms", "secret_key_fallbacks", "jwt_secret_fallbacks", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -107,11 +123,12 @@ class WebSettings(BaseModel):
             raise ValueError(f"AB_ARMS must name two or more distinct models of {MODEL_NAMES}")
         return arms
 
-    @field_validator("secret_key", "jwt_secret")
+    @field_validator("secret_key", "jwt_secret", "secret_key_fallbacks", "jwt_secret_fallbacks")
     @classmethod
-    def _long_enough(cls, value: str) -> str:
-        if len(value) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    def _long_enough(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for secret in (value,) if isinstance(value, str) else value:
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
     @field_validator("database_url")
@@ -140,6 +157,9 @@ class WebSettings(BaseModel):
             field: environ[var] for var, field in ENV_VARS.items() if environ.get(var)
         }
         values.update(overrides)
+        for var in STORED_SECRETS:
+            if ENV_VARS[var] not in values:
+                values[ENV_VARS[var]] = _stored_secret(var)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -149,3 +169,12 @@ class WebSettings(BaseModel):
                 field = str(error["loc"][0]) if error["loc"] else "?"
                 lines.append(f"{fields_to_vars.get(field, field)}: {error['msg']}")
             raise ConfigError("invalid web settings:\n  " + "\n  ".join(lines)) from exc
+
+
+def _stored_secret(var: str) -> str:
+    """The generated secret every worker and every later start shares (web/secret_store.py)."""
+    path = secret_store.secrets_dir() / var
+    value, created = secret_store.load_or_create(path, GENERATED_SECRET_BYTES, MIN_SECRET_LENGTH)
+    kept = "generated it now" if created else "kept from an earlier start"
+    log.info("%s is not set: using the secret in %s (%s; set it in production)", var, path, kept)
+    return value

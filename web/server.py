@@ -67,13 +67,12 @@ def start_web(
     host: str, port: int, workers: int, dev: bool, log_file: Path, timeout: float
 ) -> psutil.Process:
     """Migrate the database once, start the server detached, wait for its health answer."""
-    settings = WebSettings.from_env()  # fail here, with the variable's name, not in a worker
+    # Fail here, with the variable's name, not in a worker. Unset secrets are generated here and
+    # kept in .run/web-secrets/, where the workers (and the next start) read the same ones.
+    settings = WebSettings.from_env()
     db.upgrade(db.make_engine(settings.database_url, pool_size=1))
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DB_AUTO_MIGRATE": "false"}
-    # Workers must share secrets, or a session cookie signed by one fails in another.
-    env.setdefault("SECRET_KEY", settings.secret_key)
-    env.setdefault("JWT_SECRET", settings.jwt_secret)
     # A connection per thread: a smaller pool makes the extra threads open (and close) one
     # for every request.
     env.setdefault("DB_POOL_SIZE", str(max(settings.db_pool_size, THREADS_PER_WORKER)))
