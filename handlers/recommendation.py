@@ -41,6 +41,10 @@ SERVING_SAE_DECODER_FLOAT = "decoder_float_weight"  # float32 copy beside an int
 SERVING_SAE_MEMBERS = "members"
 SERVING_RBM_WEIGHT = "weight_by_item"
 
+# The served models and the hybrid's parts, by the names clients use.
+SAE, RBM, HYBRID = "sae", "rbm", "hybrid"
+HYBRID_PARTS = (SAE, RBM)
+
 STRATEGY_MODEL = "model"
 STRATEGY_POPULARITY = "popularity"
 
@@ -358,21 +362,28 @@ def candidate_mask(
     return ~((ratings > 0) & exclude.unsqueeze(1))
 
 
+def top_k_columns(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns [users, k] of each row's k best candidates, best first; ties go to the lower
+    column (as ONNX's TopK, which the Triton graphs use). The one top-k of the project: the
+    handlers, the web backends and the evaluator all rank with it.
+
+    Rows with fewer than k candidates end with non-candidates; ``top_k`` drops them.
+    """
+    # Stable sorts keep equal scores in column order: by score first, then candidates before
+    # the rest (so a candidate scored -inf still comes before any masked column). The full sort
+    # of a 1,682-film row costs about what topk does.
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    excluded = (~mask).gather(-1, order).to(torch.uint8)
+    order = order.gather(-1, torch.sort(excluded, dim=-1, stable=True).indices)
+    return order[..., : min(k, scores.shape[-1])]
+
+
 def top_k(scores: torch.Tensor, mask: torch.Tensor, k: int) -> list[int]:
-    """Columns of the k best candidates of one user; ties go to the lower column (stable)."""
+    """Columns of the k best candidates of one user (``top_k_columns`` of one row)."""
     k = min(k, int(mask.sum()))
     if k == 0:
         return []
-    masked = scores.masked_fill(~mask, -math.inf)
-    # One past k: when no two of these scores tie, topk's order is already the stable one.
-    values, columns = masked.topk(min(k + 1, masked.shape[0]))
-    if not bool((values[1:] == values[:-1]).any()):
-        return columns[:k].tolist()
-    # Ties: topk gives the cut-off; only the (few) columns at or above it get the stable sort.
-    kth = values[k - 1]
-    columns = ((masked >= kth) & mask).nonzero().squeeze(1)
-    order = torch.sort(masked[columns], descending=True, stable=True).indices[:k]
-    return columns[order].tolist()
+    return top_k_columns(scores, mask, k).tolist()
 
 
 def minmax_over_candidates(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -387,7 +398,8 @@ def minmax_over_candidates(scores: torch.Tensor, mask: torch.Tensor) -> torch.Te
 def hybrid_scores(
     scores: dict[str, torch.Tensor], mask: torch.Tensor, weights: list[dict[str, float]]
 ) -> torch.Tensor:
-    """Each user's weighted mix of the models' min-max-scaled scores (one weight dict per row)."""
+    """Each user's weighted mix of the models' min-max-scaled rankings (one weight dict per
+    row); the Triton graph ``hybrid_blend`` computes the same."""
     mixed = torch.zeros_like(mask, dtype=torch.float32)
     for name, part in scores.items():
         row_weights = torch.tensor([w[name] for w in weights], dtype=torch.float32).unsqueeze(1)
@@ -405,8 +417,10 @@ def item_vectors(model_name: str, state: dict[str, torch.Tensor]) -> torch.Tenso
     if model_name == "rbm":
         if SERVING_RBM_WEIGHT in state:
             return normalise_rows(state[SERVING_RBM_WEIGHT])
-        # contiguous, so the sums run as over the served model's transposed copy (bit-equal)
-        return normalise_rows(state["weight"].t().contiguous())
+        # A checkpoint: each member's W side by side, as the served model holds them
+        # (contiguous, so the sums run as over the served copy: bit-equal).
+        weights = [state[key] for key in sorted(state, key=_member_order) if _is_rbm_weight(key)]
+        return normalise_rows(torch.cat([w.t() for w in weights], dim=1).contiguous())
     if model_name == "sae":
         parts = []
         for encoder_by_input, decoder_out in _sae_networks(state):
@@ -415,6 +429,16 @@ def item_vectors(model_name: str, state: dict[str, torch.Tensor]) -> torch.Tenso
             parts += [normalise_rows(per_item), normalise_rows(decoder_out)]
         return normalise_rows(torch.cat(parts, dim=1))
     raise ValueError(f"no item embedding is defined for model {model_name!r}")
+
+
+def _is_rbm_weight(key: str) -> bool:
+    """``weight`` (one RBM) or ``members.<i>.weight`` (an ensemble)."""
+    return key == "weight" or (key.startswith("members.") and key.endswith(".weight"))
+
+
+def _member_order(key: str) -> int:
+    parts = key.split(".")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
 
 
 def _sae_networks(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -509,6 +533,54 @@ def model_answer(
             item["because"] = [catalogue.item_ids[c] for c in because_columns[position]]
         items.append(item)
     return {"strategy": STRATEGY_MODEL, "recommendations": items}
+
+
+def ranked_answers(
+    catalogue: Catalogue,
+    users: list[UserQuery],
+    ranking: torch.Tensor,
+    predicted: torch.Tensor | None,
+    vectors: torch.Tensor | None,
+    inputs: torch.Tensor | None = None,
+) -> list[dict[str, Any]]:
+    """The one ranking path: mask -> top-k -> "because" -> answer, for users who rated
+    something. ``ranking`` [users, n_items] is what the model ranks by (the hybrid's already
+    mixed), ``predicted`` the predicted ratings shown beside it (SAE and hybrid), ``vectors``
+    None leaves the explanations out. Every backend answers through here."""
+    mask = candidate_mask(users, catalogue.n_items, inputs)
+    answers = []
+    for row, user in enumerate(users):
+        columns = top_k(ranking[row], mask[row], user.k)
+        reasons = because(vectors, columns, user) if user.explain and vectors is not None else None
+        answer = model_answer(
+            catalogue,
+            user,
+            columns,
+            ranking[row],
+            None if predicted is None else predicted[row],
+            reasons,
+        )
+        if user.weights is not None:
+            answer["weights"] = user.weights
+        answers.append(answer)
+    return answers
+
+
+def served_ranking(
+    model: str,
+    users: list[UserQuery],
+    ranking: dict[str, torch.Tensor],
+    scores: dict[str, torch.Tensor],
+    inputs: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(what ``model`` ranks by, its predicted ratings or None) from its parts' outputs: the
+    hybrid mixes the parts' rankings with each user's weights; the SAE's scores are ratings."""
+    predicted = scores.get(SAE) if model in (SAE, HYBRID) else None
+    if model != HYBRID:
+        return ranking[model], predicted
+    mask = candidate_mask(users, inputs.shape[1], inputs)
+    parts = {part: ranking[part] for part in HYBRID_PARTS}
+    return hybrid_scores(parts, mask, [user.weights or {} for user in users]), predicted
 
 
 def envelope(model: str, version: str, request: ParsedRequest, answers: list[dict]) -> dict:

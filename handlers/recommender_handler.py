@@ -45,7 +45,9 @@ class Batch:
     requests: list[rec.ParsedRequest | rec.RequestError]
     users: list[rec.UserQuery] = field(default_factory=list)  # those the model answers
     inputs: torch.Tensor | None = None
+    # Per part: the model's own scores (the SAE's predicted ratings) and what it ranks by.
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    ranking: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class RecommenderHandler(BaseHandler):
@@ -112,7 +114,8 @@ class RecommenderHandler(BaseHandler):
     def inference(self, batch: Batch, *args: Any, **kwargs: Any) -> Batch:
         if batch.inputs is not None:
             with torch.inference_mode():
-                batch.scores = {part: model(batch.inputs) for part, model in self.models.items()}
+                for part, model in self.models.items():
+                    batch.scores[part], batch.ranking[part] = model(batch.inputs)
         return batch
 
     def postprocess(self, batch: Batch) -> list[str]:
@@ -151,25 +154,14 @@ class RecommenderHandler(BaseHandler):
         return ()
 
     def rank(self, batch: Batch) -> list[dict]:
-        """One answer per user of ``batch.users`` from ``batch.scores``."""
-        mask = rec.candidate_mask(batch.users, self.catalogue.n_items, batch.inputs)
-        scores = batch.scores[self.name]
-        predicted = scores if self.name == "sae" else None
-        answers = []
-        for row, user in enumerate(batch.users):
-            columns = rec.top_k(scores[row], mask[row], user.k)
-            reasons = rec.because(self.vectors, columns, user) if user.explain else None
-            answers.append(
-                rec.model_answer(
-                    self.catalogue,
-                    user,
-                    columns,
-                    scores[row],
-                    None if predicted is None else predicted[row],
-                    reasons,
-                )
-            )
-        return answers
+        """One answer per user of ``batch.users``, by the one ranking path."""
+        ranking, predicted = rec.served_ranking(
+            self.name, batch.users, batch.ranking, batch.scores, batch.inputs
+        )
+        vectors = self.vectors
+        return rec.ranked_answers(
+            self.catalogue, batch.users, ranking, predicted, vectors, batch.inputs
+        )
 
     # -- transport -------------------------------------------------------------------------------
     def _body(self, idx: int, row: dict) -> tuple[Any, str | None]:

@@ -130,6 +130,7 @@ def train(
 # and does not depend on unrelated stages importing cleanly.
 _TOP_LEVEL = {
     "evaluate": ("training.evaluate", "evaluate_command"),
+    "evaluate-served": ("training.served_evaluation", "evaluate_served_command"),
     "tune": ("training.tune", "tune_command"),
 }
 _EXPORT = {

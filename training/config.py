@@ -91,6 +91,22 @@ class SAEParams(_Section):
     lr_decay: float = Field(1.0, gt=0.0, le=1.0)
     # Independently trained autoencoders whose predictions are averaged (1 = the seed's one).
     n_members: int = Field(1, ge=1)
+    # "Will watch": a Mult-DAE (Liang et al. 2018) over which films a user rated, trained beside
+    # the rating members with a multinomial likelihood over all items (0 = none: the SAE then
+    # ranks by predicted rating, which favours films one or two people loved).
+    watch_hidden: int = Field(0, ge=0)
+    watch_activation: Literal["sigmoid", "tanh", "relu", "selu", "elu"] = "tanh"
+    watch_dropout: float = Field(0.5, ge=0.0, lt=1.0)  # on the input, as Mult-DAE
+    # The served ranking is softmax(watch logits + w * predicted rating): "will watch" times
+    # exp(w * "will like"). The w of this list with the best validation NDCG@10 is kept.
+    rank_weights: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0]
+
+    @field_validator("rank_weights")
+    @classmethod
+    def _rank_weights(cls, weights: list[float]) -> list[float]:
+        if not weights or any(w < 0 for w in weights):
+            raise ValueError("rank_weights must be a non-empty list of non-negative numbers")
+        return weights
 
     @field_validator("hidden_layers")
     @classmethod
@@ -111,6 +127,8 @@ class RBMParams(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(100, ge=1)
+    # Independently trained RBMs whose probabilities are averaged (1 = one RBM).
+    n_members: int = Field(1, ge=1)
 
 
 class EvaluateParams(_Section):

@@ -16,8 +16,10 @@ from typing import Annotated, Any
 import torch
 import typer
 
+from handlers import recommendation as rec
 from training.baselines import fit_baselines
 from training.config import ConfigError, Params, Paths, get_logger, load_params
+from training.data.holdout import holdout
 from training.data.preprocess import PreparedData, load_prepared
 from training.metrics.beyond_accuracy import (
     business_figures,
@@ -27,6 +29,7 @@ from training.metrics.beyond_accuracy import (
     intra_list_diversity,
     item_cold_start,
     item_popularity,
+    median_popularity,
     novelty,
     user_cold_start,
 )
@@ -34,6 +37,9 @@ from training.metrics.ranking import ranking_metrics, rating_metrics, top_k
 
 log = get_logger("evaluation")
 NEURAL_MODELS = ("sae", "rbm")
+HYBRID = "hybrid"  # at the served default weights
+HYBRID_TUNED = "hybrid_tuned"  # at the weights that scored best on validation
+HYBRID_WEIGHT_GRID = tuple(step / 10 for step in range(11))  # w_sae; w_rbm = 1 - w_sae
 # The K of the headline table, the cold-start buckets and the flat DVC figures' beyond-accuracy
 # part; the nearest configured K is used when 10 is not among params.evaluate.k_values.
 HEADLINE_K = 10
@@ -52,26 +58,31 @@ def evaluate_scores(
     k_values: Sequence[int] = (5, 10, 20),
     threshold: float = 4.0,
     item_genres: Sequence[Sequence[str]] | None = None,
+    ranking: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Every figure of one model's scores [users, items] on the test matrix.
 
-    Rating metrics only when ``scores`` are predicted ratings; diversity only with genres.
+    Rating metrics (on ``scores``) only when they are predicted ratings; every ranking figure
+    from ``ranking``, what the model serves its lists by (default: ``scores``); diversity only
+    with genres.
     """
-    if not (scores.shape == train.shape == test.shape):
+    ranking = scores if ranking is None else ranking
+    if not (scores.shape == ranking.shape == train.shape == test.shape):
         raise ValueError(
-            f"scores {tuple(scores.shape)}, train {tuple(train.shape)} and test "
-            f"{tuple(test.shape)} must have the same shape"
+            f"scores {tuple(scores.shape)}, ranking {tuple(ranking.shape)}, train "
+            f"{tuple(train.shape)} and test {tuple(test.shape)} must have the same shape"
         )
     scores, train, test = scores.float().cpu(), train.float().cpu(), test.float().cpu()
+    ranking = ranking.float().cpu()
     k_values = sorted(set(k_values))
     result: dict[str, Any] = {"rating_scores": rating_scores}
     if rating_scores:
         result["rating"] = rating_metrics(scores, test)
-    result["ranking"] = ranking_metrics(scores, train, test, k_values, threshold)
+    result["ranking"] = ranking_metrics(ranking, train, test, k_values, threshold)
 
     users = (test >= threshold).any(dim=1)
     relevant = test[users] >= threshold
-    recommended = top_k(scores[users], train[users] > 0, max(k_values))
+    recommended = top_k(ranking[users], train[users] > 0, max(k_values))
     popularity = item_popularity(train)
     genres = genre_matrix(item_genres) if item_genres is not None else None
     beyond: dict[str, float] = {}
@@ -80,6 +91,7 @@ def evaluate_scores(
         lists = recommended[:, :k]
         beyond[f"coverage@{k}"] = catalog_coverage(lists, train.shape[1])
         beyond[f"novelty@{k}"] = novelty(lists, popularity, train.shape[0])
+        beyond[f"median_popularity@{k}"] = median_popularity(lists, popularity)
         if genres is not None:
             beyond[f"diversity@{k}"] = intra_list_diversity(lists, genres)
         result["ranking"][f"hit_rate@{k}"] = hit_rate(lists, relevant)
@@ -89,8 +101,8 @@ def evaluate_scores(
     k = headline_k(k_values)
     result["cold_start"] = {
         "k": k,
-        "users": user_cold_start(scores, train, test, k, threshold, rating_scores),
-        "items": item_cold_start(scores, train, test, k, threshold, rating_scores),
+        "users": user_cold_start(ranking, train, test, k, threshold, rating_scores, scores),
+        "items": item_cold_start(ranking, train, test, k, threshold, rating_scores, scores),
     }
     return result
 
@@ -120,8 +132,37 @@ def _check_catalogue(name: str, extra: dict, data: PreparedData, path: Path) -> 
         )
 
 
+def hybrid_ranking(
+    rankings: dict[str, torch.Tensor], seen: torch.Tensor, weights: dict[str, float]
+) -> torch.Tensor:
+    """The hybrid's served ranking for every row: the handlers' mix (``rec.hybrid_scores``)."""
+    return rec.hybrid_scores(rankings, ~seen, [weights] * seen.shape[0])
+
+
+def tune_hybrid_weights(
+    recommenders: dict[str, Any], train: torch.Tensor, params: Params
+) -> dict[str, Any]:
+    """w_sae on HYBRID_WEIGHT_GRID by validation NDCG@k (held out of train as in training)."""
+    fit, val = holdout(train, params.train.val_fraction, params.train.seed)
+    rankings = {name: recommenders[name].rank_scores(fit) for name in rec.HYBRID_PARTS}
+    k = headline_k(params.evaluate.k_values)
+    figures = {}
+    for w_sae in HYBRID_WEIGHT_GRID:
+        weights = rec.parse_weights({rec.SAE: w_sae, rec.RBM: 1.0 - w_sae}, rec.HYBRID_PARTS)
+        mixed = hybrid_ranking(rankings, fit > 0, weights)
+        figures[w_sae] = ranking_metrics(mixed, fit, val, [k], params.evaluate.relevance_threshold)[
+            f"ndcg@{k}"
+        ]
+    best = max(figures, key=lambda w: (figures[w], -abs(w - 0.5)))
+    return {
+        "weights": {rec.SAE: best, rec.RBM: round(1.0 - best, 6)},
+        f"val_ndcg@{k}": {str(w): round(v, 6) for w, v in figures.items()},
+    }
+
+
 def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
-    """Score the SAE and RBM checkpoints and the baselines with one protocol; the full report."""
+    """Score the SAE, the RBM, the hybrid (default and validation-tuned weights) and the
+    baselines with one protocol; the full report."""
     from training.models import load_checkpoint
 
     data = load_prepared(paths.prepared(params.data.dataset))
@@ -133,19 +174,32 @@ def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
     }
     models: dict[str, Any] = {}
     training_runs: dict[str, str | None] = {}
+    recommenders: dict[str, Any] = {}
     for name in NEURAL_MODELS:
         path = paths.checkpoints / f"{name}.pt"
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: no checkpoint; train it first (`movierec train --model {name}`)"
             )
-        recommender = load_checkpoint(path)
+        recommender = recommenders[name] = load_checkpoint(path)
         extra = getattr(recommender, "extra", {}) or {}
         _check_catalogue(name, extra, data, path)
         training_runs[name] = extra.get("mlflow_run_id")
         models[name] = recommender.evaluate(data.train, data.test, **settings)
         models[name]["best_epoch"] = recommender.history.best_epoch
         models[name]["seconds_to_best"] = round(recommender.history.seconds_to_best, 2)
+        if recommender.history.choices:
+            models[name]["choices"] = recommender.history.choices
+    rankings = {name: recommenders[name].rank_scores(data.train) for name in rec.HYBRID_PARTS}
+    tuned = tune_hybrid_weights(recommenders, data.train, params)
+    for name, weights in (
+        (HYBRID, rec.parse_weights(None, rec.HYBRID_PARTS)),
+        (HYBRID_TUNED, tuned["weights"]),
+    ):
+        mixed = hybrid_ranking(rankings, data.train > 0, weights)
+        models[name] = evaluate_scores(mixed, data.train, data.test, **settings)
+        models[name]["weights"] = weights
+    models[HYBRID_TUNED]["choices"] = {"weights": tuned}
     for baseline in fit_baselines(data.train):
         models[baseline.name] = evaluate_scores(
             baseline.predict(data.train),

@@ -14,6 +14,18 @@ CHAMPION_METRIC = {"sae": ("test_rmse", False), "rbm": ("test_ndcg_at_10", True)
 SIGNATURE_EXAMPLE_USERS = 2
 
 
+class RegisteredModel(torch.nn.Module):
+    """The inference module as MLflow's pytorch flavour serves it: one output tensor
+    [batch, 2, n_items] holding (scores, ranking), since its pyfunc takes a single tensor."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.model(ratings), dim=1)
+
+
 def registered_name(params: Params, model: str) -> str:
     return f"{params.mlflow.registered_model_prefix}-{model}"
 
@@ -36,12 +48,12 @@ def register_model(
 
     example = torch.zeros(SIGNATURE_EXAMPLE_USERS, recommender.n_items)
     example[0, :5] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    registered = RegisteredModel(recommender.model.cpu()).eval()
     with torch.no_grad():
-        output = recommender.model.cpu()(example)
-    recommender.model.to(recommender.device)
+        output = registered(example)
     name = registered_name(params, recommender.name)
     info = mlflow.pytorch.log_model(
-        recommender.model.cpu(),
+        registered,
         name="model",
         signature=infer_signature(example.numpy(), output.numpy()),
         input_example=example.numpy(),

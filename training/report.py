@@ -17,6 +17,9 @@ PLOTS_DIR = "plots"
 DISPLAY_NAMES = {
     "sae": "SAE",
     "rbm": "RBM",
+    "hybrid": "Hybrid (default weights)",
+    "hybrid_tuned": "Hybrid (weights chosen on validation)",
+    "ease": "EASE (λ=500)",
     "most_popular": "Most popular",
     "bias": "User+item bias",
 }
@@ -256,7 +259,12 @@ def render_markdown(report: dict[str, Any], plots: list[Path]) -> str:
         f"{protocol['relevant']}. Users: {protocol['users']}. Gains are binary. Rating metrics "
         "only for models whose scores are predicted ratings.",
         "## Summary",
+        "Reproduce with `dvc repro evaluate` (= `movierec evaluate`); what Triton serves is "
+        "scored by `movierec evaluate-served` (`data/metrics/served.json`). The bar for every "
+        f"ranking model is EASE's NDCG@{k}; the hybrid rows mix the SAE's and the RBM's "
+        "rankings as every serving path does.",
         summary_table(report),
+        _choices(models),
     ]
     if any("rating" in r for r in models.values()):
         parts += ["## Rating accuracy", _rating_table(models)]
@@ -268,7 +276,14 @@ def render_markdown(report: dict[str, Any], plots: list[Path]) -> str:
         "Coverage: share of the catalogue in at least one list. Diversity: mean pairwise Jaccard "
         "distance of genre sets within a list. Novelty: mean -log2(share of users who rated the "
         "item) over recommended items (higher = less popular).",
-        _section_table(models, "beyond_accuracy", ["coverage", "diversity", "novelty"], k),
+        "Median popularity: the median over users of the median number of training ratings of "
+        "the films in their list (a list of films one or two people rated scores 1-2).",
+        _section_table(
+            models,
+            "beyond_accuracy",
+            ["coverage", "diversity", "novelty", "median_popularity"],
+            k,
+        ),
         "## Simulated business figures",
         "A simulated click is a recommended item the user went on to rate in the test period. "
         "Click-through: share of users with at least one click; conversion: share of clicks "
@@ -292,6 +307,20 @@ def render_markdown(report: dict[str, Any], plots: list[Path]) -> str:
     parts.append("## Plots")
     parts += [f"![{plot.stem}]({PLOTS_DIR}/{plot.name})" for plot in plots]
     return "\n\n".join(parts) + "\n"
+
+
+def _choices(models: dict[str, Any]) -> str:
+    """What was chosen on validation only (the SAE's rank weight, the hybrid's weights)."""
+    lines = ["Chosen on validation (held out of train; never on test):", ""]
+    for name, result in models.items():
+        for choice, detail in (result.get("choices") or {}).items():
+            figures = next((v for key, v in detail.items() if key.startswith("val_")), {})
+            tried = ", ".join(f"{w}: {fmt(v)}" for w, v in figures.items())
+            chosen = detail.get("chosen", detail.get("weights"))
+            if isinstance(chosen, dict):
+                chosen = ", ".join(f"w_{part} {weight:g}" for part, weight in chosen.items())
+            lines.append(f"- {display(name)}, {choice.replace('_', ' ')}: {chosen} (tried {tried})")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def render_html(markdown: str, title: str = "movierec evaluation") -> str:

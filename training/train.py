@@ -67,9 +67,13 @@ def quick_test_metrics(
     recommender: BaseRecommender, data: PreparedData, params: Params
 ) -> dict[str, float]:
     """The headline test figures logged with every run (the full report is `evaluate`'s job)."""
-    scores = recommender.predict(data.train)
+    scores, ranking = recommender.predict_both(data.train)
     figures = ranking_metrics(
-        scores, data.train, data.test, params.evaluate.k_values, params.evaluate.relevance_threshold
+        ranking,
+        data.train,
+        data.test,
+        params.evaluate.k_values,
+        params.evaluate.relevance_threshold,
     )
     figures.pop("n_users", None)
     if recommender.rating_scores:

@@ -98,6 +98,23 @@ def _percentiles(db: Session, kind: str, column) -> dict[str, dict[int, float]]:
     }
 
 
+# Report entries that hold numbers but are not test figures (the hybrid's weights).
+NOT_FIGURES = frozenset({"weights", "choices", "cold_start"})
+# The offline figures the compare page shows beside the three live panels.
+COMPARE_METRICS = ("ndcg@10", "precision@10", "rmse", "median_popularity@10")
+
+
+def compare_figures(table: dict[str, dict[str, float]], models: tuple[str, ...]) -> dict:
+    """Per served model, its COMPARE_METRICS from the offline table (missing ones left out)."""
+    return {
+        model: {
+            metric: table[model][metric] for metric in COMPARE_METRICS if metric in table[model]
+        }
+        for model in models
+        if model in table
+    }
+
+
 def load_offline_report(path: Path) -> dict | None:
     """The evaluation report, or None when it has not been produced (or is unreadable)."""
     try:
@@ -121,6 +138,8 @@ def offline_table(report: dict | None) -> dict[str, dict[str, float]]:
             continue
         flat = {}
         for key, value in body.items():
+            if key in NOT_FIGURES:
+                continue
             if isinstance(value, int | float) and not isinstance(value, bool):
                 flat[key] = float(value)
             elif isinstance(value, dict):

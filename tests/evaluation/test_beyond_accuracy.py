@@ -16,6 +16,7 @@ from training.metrics.beyond_accuracy import (
     intra_list_diversity,
     item_cold_start,
     item_popularity,
+    median_popularity,
     novelty,
     user_cold_start,
 )
@@ -127,3 +128,42 @@ def test_hit_rate_counts_users_with_a_relevant_item_in_their_list():
     relevant = torch.tensor([[False, True, False], [False, False, True]])
     # u0's list [1, 0] holds item 1 (relevant); u1's [0, 1] misses item 2.
     assert hit_rate(torch.tensor([[1, 0], [0, 1]]), relevant) == pytest.approx(0.5)
+
+
+def test_median_popularity_by_hand():
+    popularity = torch.tensor([10, 1, 3, 7, 2, 5])
+    # Per list: median of (10, 1, 3) = 3, of (7, 2, 5) = 5, of (1, 2, 3) = 2; their median 3.
+    lists = torch.tensor([[0, 1, 2], [3, 4, 5], [1, 4, 2]])
+    assert median_popularity(lists, popularity) == 3.0
+    assert median_popularity(lists[1:2], popularity) == 5.0
+
+
+def test_median_popularity_of_lists_of_films_one_or_two_people_rated():
+    train = torch.tensor([[5.0, 4, 1, 0], [4, 0, 0, 0], [3, 5, 0, 0], [1, 0, 0, 0]])
+    popularity = item_popularity(train)  # [4, 2, 1, 0]
+    niche = torch.tensor([[1, 2, 2], [2, 1, 1]])
+    assert 1.0 <= median_popularity(niche, popularity) <= 2.0
+    assert median_popularity(torch.tensor([[0, 0, 1]]), popularity) == 4.0  # a well-known list
+
+
+def test_median_popularity_of_no_lists_is_nan():
+    assert math.isnan(median_popularity(torch.empty(0, 3, dtype=torch.long), torch.ones(4)))
+
+
+def test_cold_start_rmse_reads_the_ratings_given_beside_the_ranking():
+    """The SAE ranks by one tensor and predicts ratings in another: the buckets' ranking figures
+    come from the first, their RMSE from the second."""
+    ratings = torch.full((3, 4), 4.0)
+    by_ranking = user_cold_start(CS_SCORES, CS_TRAIN, CS_TEST, 1, 4, True, edges=(1, 2))
+    both = user_cold_start(CS_SCORES, CS_TRAIN, CS_TEST, 1, 4, True, ratings, edges=(1, 2))
+    assert [r["ndcg@1"] for r in both] == [r["ndcg@1"] for r in by_ranking]
+    # u0: 4 for a 5 -> 1; u1 4 for 4, u2 4 for 5 -> sqrt(1 / 2).
+    assert both[0]["rmse"] == pytest.approx(1.0)
+    assert both[1]["rmse"] == pytest.approx(math.sqrt(0.5))
+    items = item_cold_start(
+        CS_SCORES, CS_TRAIN, CS_TEST, 1, 4, True, ratings=ratings, edges=(0, 1, 3)
+    )
+    by_bucket = {r["bucket"]: r for r in items}
+    assert by_bucket["[0,1)"]["hit_rate@1"] == pytest.approx(0.5)  # from the ranking
+    assert by_bucket["[0,1)"]["rmse"] == pytest.approx(math.sqrt(0.5))  # (4 vs 4, 4 vs 5)
+    assert by_bucket["[1,3)"]["rmse"] == pytest.approx(1.0)

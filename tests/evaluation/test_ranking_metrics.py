@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from handlers import recommendation as rec
 from training.metrics.ranking import ranking_metrics, rating_metrics, top_k
 
 LOG2_3, LOG2_5 = math.log2(3), math.log2(5)
@@ -91,3 +92,58 @@ def test_rating_metrics_by_hand():
 
 def test_rating_metrics_without_targets_are_nan():
     assert math.isnan(rating_metrics(torch.ones(1, 2), torch.zeros(1, 2))["rmse"])
+
+
+# -- the one top-k: handlers.recommendation.top_k_columns ---------------------------------------
+
+
+def test_top_k_columns_breaks_ties_by_the_lower_column():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    everything = torch.ones(2, 5, dtype=torch.bool)
+    assert rec.top_k_columns(scores, everything, 3).tolist() == [[1, 2, 4], [0, 1, 2]]
+    # Masked columns drop out of the tie; the next tied candidate takes their place.
+    mask = torch.tensor([[True, True, False, True, True], [False, True, True, True, True]])
+    assert rec.top_k_columns(scores, mask, 3).tolist() == [[1, 4, 3], [1, 2, 3]]
+
+
+def test_top_k_columns_never_puts_a_masked_column_before_a_candidate():
+    # The masked columns score highest; they only fill a row's list after its candidates.
+    scores = torch.tensor([[9.0, 1.0, 9.0, 0.5], [0.0, 8.0, 7.0, 9.0]])
+    mask = torch.tensor([[False, True, False, True], [True, False, True, False]])
+    assert rec.top_k_columns(scores, mask, 2).tolist() == [[1, 3], [2, 0]]
+    full = rec.top_k_columns(scores, mask, 4)
+    assert full[:, :2].tolist() == [[1, 3], [2, 0]]
+    assert not mask.gather(1, full[:, 2:]).any()  # the filler: non-candidates only
+    assert rec.top_k_columns(scores, mask, 10).shape == (2, 4)  # k capped at the catalogue
+    assert rec.top_k(scores[0], mask[0], 4) == [1, 3]  # the handlers' list drops the filler
+
+
+def test_a_candidate_scored_minus_infinity_still_comes_before_masked_columns():
+    scores = torch.tensor([5.0, -math.inf, 1.0])
+    mask = torch.tensor([False, True, True])
+    assert rec.top_k(scores, mask, 2) == [2, 1]
+
+
+def _reference_top_k(scores: list[float], candidates: list[bool], k: int) -> list[int]:
+    """Best score first, ties to the lower column, candidates only."""
+    columns = [c for c, ok in enumerate(candidates) if ok]
+    return sorted(columns, key=lambda c: (-scores[c], c))[:k]
+
+
+def test_the_evaluator_ranks_the_lists_the_handlers_serve():
+    generator = torch.Generator().manual_seed(0)
+    # Scores of a few distinct values: many ties, as softmax underflow or int8 can give.
+    scores = torch.randint(0, 4, (30, 12), generator=generator).float()
+    seen = torch.rand(30, 12, generator=generator) < 0.4
+    seen[0] = True  # a user with no candidates at all
+    seen[1, :11] = True  # one with a single candidate
+    k = 5
+    lists = top_k(scores, seen, k)
+    assert lists.shape == (30, k)
+    for row in range(30):
+        served = rec.top_k(scores[row], ~seen[row], k)
+        assert served == _reference_top_k(scores[row].tolist(), (~seen[row]).tolist(), k)
+        # The evaluator's list starts with the served one (then non-candidates, never hits
+        # when test and train are disjoint).
+        assert lists[row, : len(served)].tolist() == served
+        assert bool(seen[row, lists[row, len(served) :]].all())

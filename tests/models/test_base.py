@@ -17,6 +17,14 @@ class ScriptedParams(BaseModel):
     n_items: int = 4
 
 
+class ScoresAndRanking(nn.Linear):
+    """A linear map under the model contract: (scores, ranking), the ranking here -scores."""
+
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = super().forward(ratings)
+        return scores, -scores
+
+
 class ScriptedRecommender(BaseRecommender):
     """A real recommender whose validation figures follow a script, so the loop's choices are known.
 
@@ -30,7 +38,7 @@ class ScriptedRecommender(BaseRecommender):
     script: list[float] = []
 
     def build_model(self) -> nn.Module:
-        return nn.Linear(self.n_items, self.n_items, bias=False)
+        return ScoresAndRanking(self.n_items, self.n_items, bias=False)
 
     def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
         self.epoch = 0
@@ -106,6 +114,56 @@ def test_predict_batches_and_handles_an_empty_batch():
     ratings = torch.rand(5, 4)
     assert torch.allclose(recommender.predict(ratings, batch_size=2), recommender.predict(ratings))
     assert recommender.predict(torch.empty(0, 4)).shape == (0, 4)
+    scores, ranking = recommender.predict_both(torch.empty(0, 4))
+    assert scores.shape == ranking.shape == (0, 4)
+
+
+def test_predict_is_the_scores_and_rank_scores_the_ranking():
+    recommender = _train([0.5], patience=1, epochs=1)
+    ratings = torch.rand(5, 4)
+    scores, ranking = recommender.predict_both(ratings, batch_size=2)
+    with torch.no_grad():
+        expected = recommender.model(ratings)[0]
+    assert torch.allclose(scores, expected)
+    assert torch.allclose(ranking, -expected)  # the toy model's ranking, batched the same way
+    assert torch.equal(recommender.predict(ratings, batch_size=2), scores)
+    assert torch.equal(recommender.rank_scores(ratings, batch_size=2), ranking)
+
+
+class HookedRecommender(ScriptedRecommender):
+    """Records the loop's calls to the two hooks, and the weight the model held at each."""
+
+    def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
+        super().fit_setup(train, generator)
+        self.calls: list[tuple] = []
+
+    def end_epoch(self, figures: dict[str, float]) -> None:
+        self.calls.append(("end_epoch", dict(figures), float(self.model.weight[0, 0])))
+
+    def finish_training(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.calls.append(
+            ("finish", inputs.clone(), targets.clone(), float(self.model.weight[0, 0]))
+        )
+        self.history.choices["finished"] = True
+
+
+def test_hooks_see_every_epoch_then_the_best_weights_once():
+    recommender = HookedRecommender(ScriptedParams(), n_items=4)
+    recommender.script = [0.9, 0.5, 0.7, 0.8]
+    train, val = torch.ones(3, 4), torch.full((3, 4), 2.0)
+    recommender.train(train, val, 10, EarlyStoppingParams(patience=2), progress=False)
+    *epochs, finish = recommender.calls
+    # One end_epoch per epoch run (early stopping after epoch 4), with that epoch's figures
+    # and weights, before the loop restored anything.
+    assert [(name, figures, weight) for name, figures, weight in epochs] == [
+        ("end_epoch", {"val_loss": value}, float(epoch))
+        for epoch, value in enumerate(recommender.script, start=1)
+    ]
+    name, inputs, targets, weight = finish
+    assert name == "finish"
+    assert weight == 2.0  # called with the best epoch's weights already loaded
+    assert torch.equal(inputs, train) and torch.equal(targets, val)
+    assert recommender.history.choices == {"finished": True}
 
 
 def test_log_metrics_without_an_active_run_is_a_no_op():

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from training.config import EarlyStoppingParams, RBMParams
-from training.models.rbm import RBMNet, RBMRecommender
+from training.data.holdout import holdout
+from training.metrics.ranking import ranking_metrics
+from training.models.rbm import RBMEnsemble, RBMNet, RBMRecommender
 
 N_USERS, N_ITEMS = 64, 12
 ENCODINGS = ("implicit", "liked")
@@ -38,7 +40,8 @@ def _recommender(encoding: str, **overrides) -> RBMRecommender:
 def test_scores_are_probabilities_of_the_input_shape(encoding):
     torch.manual_seed(0)
     net = RBMNet(N_ITEMS, RBMParams(n_hidden=8, encoding=encoding))
-    scores = net(_taste_groups())
+    scores, ranking = net(_taste_groups())
+    assert ranking is scores  # the RBM ranks by its probabilities
     assert scores.shape == (N_USERS, N_ITEMS)
     assert scores.dtype == torch.float32
     assert torch.all((scores > 0) & (scores < 1))
@@ -56,7 +59,7 @@ def test_the_two_encodings_read_ratings_differently():
 def test_cd_steps_lower_the_free_energy_of_data_relative_to_noise(encoding):
     torch.manual_seed(0)
     recommender = _recommender(encoding)
-    net = recommender.model
+    net = recommender.model.members[0]  # what cd_step trains by default
     data = _taste_groups()
     encoded = net.encode(data)
     visible = encoded.clamp(min=0.0)
@@ -84,7 +87,7 @@ def test_liked_encoding_holds_unknown_items_fixed():
     """An item nobody rated gets no gradient: its visible bias and weights stay where they were."""
     torch.manual_seed(0)
     recommender = _recommender("liked")
-    net = recommender.model
+    net = recommender.model.members[0]
     data = _taste_groups()
     data[:, -1] = 0.0
     weight_before, bias_before = net.weight[:, -1].clone(), net.visible_bias[-1].clone()
@@ -101,7 +104,12 @@ def test_training_recommends_the_users_own_taste_group():
     params = RBMParams(n_hidden=16, lr=0.1, momentum=0.5, batch_size=16)
     recommender = RBMRecommender(params, N_ITEMS)
     data = _taste_groups()
-    recommender.train(data, data, 30, EarlyStoppingParams(patience=30), progress=False)
+    # Validation on held-out ratings: with the training matrix as its own validation set every
+    # relevant item is a seen one, NDCG@10 only counts the lists' non-candidate filler (which
+    # the stable top-k fixes to the lowest seen columns) and the loop would keep epoch 1.
+    fit, val = holdout(data, 0.2, seed=0)
+    recommender.train(fit, val, 30, EarlyStoppingParams(patience=30), progress=False)
+    assert recommender.history.best_epoch > 1
     scores = recommender.predict(data)
     half = N_ITEMS // 2
     first, second = scores[:, :half].mean(dim=1), scores[:, half:].mean(dim=1)
@@ -119,7 +127,9 @@ def test_torchscript_export_gives_identical_scores(encoding, tmp_path):
     traced = torch.jit.trace(net, ratings[:2])
     traced.save(tmp_path / "rbm.ts")
     loaded = torch.jit.load(tmp_path / "rbm.ts")
-    assert torch.equal(loaded(ratings), net(ratings))  # any batch size, not just the traced one
+    # any batch size, not just the traced one
+    for exported, trained in zip(loaded(ratings), net(ratings), strict=True):
+        assert torch.equal(exported, trained)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -129,5 +139,105 @@ def test_checkpoint_round_trip_gives_identical_scores(encoding, tmp_path):
     path = recommender.save_model(tmp_path / "rbm.pt")
     loaded = RBMRecommender.load_model(path)
     ratings = _taste_groups(seed=3)
-    assert loaded.model.encoding == encoding
+    assert loaded.model.members[0].encoding == encoding
     assert torch.equal(loaded.predict(ratings), recommender.predict(ratings))
+
+
+# -- the ensemble (RBMParams.n_members) ---------------------------------------------------------
+
+
+def test_ensemble_probabilities_are_the_members_mean():
+    torch.manual_seed(0)
+    ensemble = RBMEnsemble(N_ITEMS, RBMParams(n_hidden=8, n_members=3)).eval()
+    ratings = _taste_groups()
+    with torch.no_grad():
+        scores, ranking = ensemble(ratings)
+        members = [member(ratings)[0] for member in ensemble.members]
+    assert len(members) == 3
+    assert not torch.allclose(members[0], members[1])  # independently initialised
+    assert torch.allclose(scores, sum(members) / 3, atol=1e-7)
+    assert ranking is scores
+    assert scores.shape == (N_USERS, N_ITEMS) and torch.all((scores > 0) & (scores < 1))
+
+
+def test_the_recommender_builds_an_ensemble_of_n_members():
+    recommender = _recommender("implicit", n_members=2)
+    assert isinstance(recommender.model, RBMEnsemble)
+    assert len(recommender.model.members) == 2
+    assert all(member.threshold == 3.0 for member in recommender.model.members)
+
+
+def test_cd_step_trains_only_the_member_it_is_given():
+    torch.manual_seed(0)
+    recommender = _recommender("implicit", n_members=2)
+    first, second = recommender.model.members
+    before = [p.clone() for p in (*first.parameters(), *second.parameters())]
+    recommender.cd_step(_taste_groups(), torch.Generator().manual_seed(1), member=1)
+    after = [*first.parameters(), *second.parameters()]
+    n = len(list(first.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(after[:n], before[:n], strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(after[n:], before[n:], strict=True))
+
+
+def test_each_member_keeps_its_own_best_epoch():
+    torch.manual_seed(0)
+    params = RBMParams(n_hidden=16, lr=0.1, momentum=0.5, batch_size=16, n_members=2)
+    recommender = RBMRecommender(params, N_ITEMS)
+    fit, val = holdout(_taste_groups(), 0.2, seed=0)
+    history = recommender.train(fit, val, 12, EarlyStoppingParams(patience=12), progress=False)
+    best_epochs = []
+    for index, member in enumerate(recommender.model.members):
+        per_epoch = [figures[f"val_member{index}_ndcg@10"] for figures in history.validation]
+        best_epochs.append(per_epoch.index(max(per_epoch)) + 1)
+        with torch.no_grad():
+            now = ranking_metrics(member(fit)[1], fit, val, [10])["ndcg@10"]
+        # The member now holds the weights of its own best epoch, whatever the ensemble's was.
+        assert now == pytest.approx(max(per_epoch), abs=1e-7)
+    # The case is one where keeping the ensemble's best epoch would differ.
+    assert any(epoch != history.best_epoch for epoch in best_epochs)
+    # ...and the served ensemble is their mean.
+    with torch.no_grad():
+        scores = recommender.model(fit)[0]
+        mean = torch.stack([m(fit)[0] for m in recommender.model.members]).mean(dim=0)
+    assert torch.equal(scores, mean)
+
+
+def _old_single_rbm(encoding: str = "liked") -> RBMNet:
+    """An RBM as saved before ensembles: its parameters at the top level of the state_dict."""
+    torch.manual_seed(4)
+    net = RBMNet(N_ITEMS, RBMParams(n_hidden=8, encoding=encoding), threshold=4)
+    with torch.no_grad():
+        net.hidden_bias.normal_()
+        net.visible_bias.normal_()
+    return net.eval()
+
+
+def test_an_old_single_rbm_state_dict_loads_as_member_0():
+    old = _old_single_rbm()
+    state = old.state_dict()
+    assert set(state) == {"weight", "hidden_bias", "visible_bias", "threshold"}
+    ensemble = RBMEnsemble(N_ITEMS, RBMParams(n_hidden=8, encoding="liked"), threshold=3)
+    ensemble.load_state_dict(state)
+    (member,) = ensemble.members
+    for name, value in state.items():
+        assert torch.equal(member.state_dict()[name], value), name
+    assert member.threshold == 4.0  # the checkpoint's threshold, not the constructor's
+    ratings = _taste_groups()
+    with torch.no_grad():
+        assert torch.equal(ensemble.eval()(ratings)[0], old(ratings)[0])
+
+
+def test_an_old_single_rbm_checkpoint_loads_with_the_same_scores(tmp_path):
+    recommender = _recommender("liked")
+    recommender.cd_step(_taste_groups(), torch.Generator().manual_seed(0))
+    path = recommender.save_model(tmp_path / "rbm.pt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["state_dict"] = {
+        key.removeprefix("members.0."): value for key, value in checkpoint["state_dict"].items()
+    }
+    assert set(checkpoint["state_dict"]) == {"weight", "hidden_bias", "visible_bias", "threshold"}
+    torch.save(checkpoint, path)
+    ratings = _taste_groups(seed=3)
+    assert torch.equal(
+        RBMRecommender.load_model(path).predict(ratings), recommender.predict(ratings)
+    )

@@ -6,8 +6,19 @@ import pytest
 import torch
 from torch import nn
 
+from handlers.recommendation import top_k
 from training.config import EarlyStoppingParams, SAEParams
-from training.models.sae import MAX_RATING, MIN_RATING, SAENet, SAERecommender, masked_mse
+from training.data.holdout import holdout
+from training.metrics.ranking import ranking_metrics
+from training.models.sae import (
+    MAX_RATING,
+    MIN_RATING,
+    SAENet,
+    SAERecommender,
+    WatchNet,
+    blend_ranking,
+    masked_mse,
+)
 
 N_USERS, N_ITEMS, RANK = 48, 30, 3
 # A small model with every option on, to check they work together.
@@ -70,7 +81,8 @@ def test_scores_are_ratings_of_the_input_shape(params):
     with torch.no_grad():
         net.members[0][-1].bias.fill_(100.0)  # even a wild network stays on the rating scale
         extremes = torch.stack([torch.zeros(N_ITEMS), torch.full((N_ITEMS,), 5.0)])
-        scores = net(torch.cat([_low_rank_ratings(), extremes]))
+        scores, ranking = net(torch.cat([_low_rank_ratings(), extremes]))
+    assert ranking is scores  # no watch network: the SAE ranks by predicted rating
     assert scores.shape == (N_USERS + 2, N_ITEMS)
     assert scores.dtype == torch.float32
     assert torch.all((scores >= MIN_RATING) & (scores <= MAX_RATING))
@@ -110,7 +122,7 @@ def test_members_are_separate_networks_whose_predictions_are_averaged():
     data = _low_rank_ratings()
     with torch.no_grad():
         members = net.member_predictions(data)
-        scores = net(data)
+        scores = net(data)[0]
     assert members.shape == (2, N_USERS, N_ITEMS)
     assert not torch.allclose(members[0], members[1])
     assert torch.allclose(scores, members.mean(dim=0).clamp(MIN_RATING, MAX_RATING))
@@ -153,7 +165,9 @@ def test_torchscript_trace_gives_identical_scores(params, tmp_path):
     traced.save(tmp_path / "sae.ts")
     loaded = torch.jit.load(tmp_path / "sae.ts")
     with torch.no_grad():
-        assert torch.equal(loaded(data), net(data))  # any batch size, not just the traced one
+        # any batch size, not just the traced one
+        for exported, trained in zip(loaded(data), net(data), strict=True):
+            assert torch.equal(exported, trained)
 
 
 def test_checkpoints_from_before_ensembles_still_load(tmp_path):
@@ -167,3 +181,171 @@ def test_checkpoints_from_before_ensembles_still_load(tmp_path):
     torch.save(checkpoint, path)
     data = _low_rank_ratings(seed=2)
     assert torch.equal(SAERecommender.load_model(path).predict(data), recommender.predict(data))
+
+
+# -- "will watch" (WatchNet) and the served ranking ---------------------------------------------
+
+WATCH = SAEParams(
+    hidden_layers=[16],
+    optimizer="adam",
+    lr=0.01,
+    input_corruption=0.2,
+    ema_decay=0.9,
+    batch_size=8,
+    watch_hidden=8,
+    rank_weights=[0.0, 0.5, 2.0],
+)
+
+
+def _watch_net(rank_weight: float = 0.7) -> SAENet:
+    torch.manual_seed(0)
+    net = SAENet(N_ITEMS, WATCH).eval()
+    net.rank_weight.fill_(rank_weight)
+    return net
+
+
+def _trained_with_validation(params: SAEParams, epochs: int = 20) -> SAERecommender:
+    """Trained with held-out validation ratings, so NDCG (which picks the watch network's epoch
+    and the rank weight) measures something."""
+    torch.manual_seed(0)
+    recommender = SAERecommender(params, N_ITEMS)
+    fit, val = holdout(_low_rank_ratings(), 0.2, seed=0)
+    recommender.train(fit, val, epochs, EarlyStoppingParams(patience=epochs), progress=False)
+    return recommender
+
+
+def test_the_watch_ranking_is_a_distribution_over_the_items_of_each_row():
+    net = _watch_net()
+    assert isinstance(net.watch, WatchNet)
+    ratings = torch.cat([_low_rank_ratings(), torch.zeros(1, N_ITEMS)])  # and a user with none
+    with torch.no_grad():
+        scores, ranking = net(ratings)
+    assert ranking.shape == scores.shape == (N_USERS + 1, N_ITEMS)
+    assert torch.all(ranking > 0)
+    assert torch.allclose(ranking.sum(dim=1), torch.ones(N_USERS + 1), atol=1e-5)
+    assert torch.all((scores >= MIN_RATING) & (scores <= MAX_RATING))  # still predicted ratings
+    # softmax(watch logits + w * predicted), w the buffer
+    with torch.no_grad():
+        logits = net.watch((ratings > 0).float())
+    assert torch.allclose(ranking, torch.softmax(logits + 0.7 * scores, dim=1), atol=1e-6)
+
+
+def test_the_watch_head_leaves_the_scores_unchanged():
+    net = _watch_net()
+    plain = SAENet(N_ITEMS, WATCH.model_copy(update={"watch_hidden": 0})).eval()
+    assert plain.watch is None
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("watch.")})
+    ratings = _low_rank_ratings(seed=4)
+    with torch.no_grad():
+        scores, ranking = net(ratings)
+        assert torch.equal(scores, plain(ratings)[0])
+        for parameter in net.watch.parameters():
+            parameter.normal_()
+        net.rank_weight.fill_(2.0)
+        moved_scores, moved_ranking = net(ratings)
+    assert torch.equal(moved_scores, scores)
+    assert not torch.allclose(moved_ranking, ranking)
+
+
+def test_training_the_watch_head_leaves_the_rating_members_as_they_were():
+    """The watch network has its own parameters and loss term: the members train, and predict,
+    exactly as without it (member dropout off, so it is the only user of the global RNG)."""
+    with_watch = _trained_with_validation(WATCH, epochs=4)
+    without = _trained_with_validation(WATCH.model_copy(update={"watch_hidden": 0}), epochs=4)
+    assert with_watch.history.train_loss == without.history.train_loss  # the rating loss
+    data = _low_rank_ratings(seed=6)
+    assert torch.equal(with_watch.predict(data), without.predict(data))
+    assert not without.history.choices  # nothing to choose without a watch network
+    assert torch.equal(without.rank_scores(data), without.predict(data))
+
+
+def test_the_rank_weight_is_chosen_on_validation_and_recorded():
+    recommender = _trained_with_validation(WATCH)
+    net = recommender.model
+    choice = recommender.history.choices["rank_weight"]
+    assert choice["chosen"] in WATCH.rank_weights
+    assert float(net.rank_weight) == choice["chosen"]
+    recorded = choice["val_ndcg@10"]
+    assert set(recorded) == {str(w) for w in WATCH.rank_weights}
+    # The figures are the validation NDCG@10 of each weight's ranking; the best is kept.
+    fit, val = holdout(_low_rank_ratings(), 0.2, seed=0)
+    with torch.no_grad():
+        predicted, ranking = net(fit)
+        logits = net.watch((fit > 0).float())
+    found = {
+        w: ranking_metrics(blend_ranking(logits, predicted, torch.tensor(w)), fit, val, [10])[
+            "ndcg@10"
+        ]
+        for w in WATCH.rank_weights
+    }
+    assert recorded == {str(w): pytest.approx(v, abs=1e-6) for w, v in found.items()}
+    assert found[choice["chosen"]] == max(found.values())
+    assert torch.allclose(ranking, blend_ranking(logits, predicted, torch.tensor(choice["chosen"])))
+
+
+def test_the_watch_network_keeps_its_own_best_epoch():
+    recommender = _trained_with_validation(WATCH)
+    history = recommender.history
+    per_epoch = [figures["val_watch_ndcg@10"] for figures in history.validation]
+    best_watch_epoch = per_epoch.index(max(per_epoch)) + 1
+    assert best_watch_epoch != history.best_epoch  # a case where keeping the loop's would differ
+    fit, val = holdout(_low_rank_ratings(), 0.2, seed=0)
+    with torch.no_grad():
+        logits = recommender.model.watch((fit > 0).float())
+    now = ranking_metrics(logits, fit, val, [10])["ndcg@10"]
+    assert now == pytest.approx(max(per_epoch), abs=1e-7)
+
+
+def test_a_checkpoint_keeps_the_watch_network_and_the_rank_weight(tmp_path):
+    recommender = _trained_with_validation(WATCH, epochs=3)
+    recommender.model.rank_weight.fill_(0.5)  # not the buffer's default
+    path = recommender.save_model(tmp_path / "sae.pt")
+    loaded = SAERecommender.load_model(path)
+    assert float(loaded.model.rank_weight) == 0.5
+    assert loaded.history.choices == recommender.history.choices
+    data = _low_rank_ratings(seed=5)
+    for a, b in zip(loaded.predict_both(data), recommender.predict_both(data), strict=True):
+        assert torch.equal(a, b)
+
+
+def _one_film_everyone_rated(users: int = 60, items: int = 12, seed: int = 3) -> torch.Tensor:
+    """Film 0 rated 4-5 by every user, film -1 rated 5 by user 0 alone, others 2-4 here and
+    there."""
+    generator = torch.Generator().manual_seed(seed)
+    stars = torch.randint(2, 5, (users, items), generator=generator).float()
+    ratings = stars * (torch.rand(users, items, generator=generator) < 0.3)
+    ratings[:, 0] = torch.randint(4, 6, (users,), generator=generator).float()
+    ratings[:, -1] = 0.0
+    ratings[0, -1] = 5.0
+    return ratings
+
+
+def test_the_ranking_puts_a_film_everyone_liked_above_one_a_single_user_rated_5():
+    data = _one_film_everyone_rated()
+    fit, val = holdout(data, 0.2, seed=3)
+    fit[:, 0], val[:, 0] = data[:, 0], 0.0  # everyone's film 0 and user 0's film -1 stay in fit
+    fit[0, -1], val[0, -1] = 5.0, 0.0
+    params = SAEParams(
+        hidden_layers=[8],
+        optimizer="adam",
+        lr=0.03,
+        batch_size=8,
+        watch_hidden=8,
+        rank_weights=[1.0],  # the predicted rating counts in the ranking
+    )
+    torch.manual_seed(3)
+    recommender = SAERecommender(params, data.shape[1])
+    recommender.train(fit, val, 40, EarlyStoppingParams(patience=40), progress=False)
+    assert float(recommender.model.rank_weight) == 1.0
+    # New users who have rated neither film, and every other training user.
+    new = torch.zeros(3, data.shape[1])
+    new[0, 1:3], new[1, 3:6], new[2, 5] = 3.0, 4.0, 2.0
+    users = torch.cat([new, data[1:]])
+    predicted, ranking = recommender.predict_both(users)
+    # The premise: by predicted rating alone, the one-user 5 beats film 0 for many of them.
+    assert (predicted[:, -1] > predicted[:, 0]).sum() >= 10
+    assert torch.all(ranking[:, 0] > ranking[:, -1])
+    for row in range(len(new)):  # and in a served list
+        candidates = new[row] == 0
+        served = top_k(ranking[row], candidates, int(candidates.sum()))
+        assert served.index(0) < served.index(data.shape[1] - 1)

@@ -8,7 +8,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from handlers import recommendation as rec
 from training.config import RBMParams, SAEParams
-from training.models.rbm import RBMNet
+from training.models.rbm import RBMEnsemble, RBMNet
 from training.models.sae import SAENet
 from training.models.serving import SERVED_TOLERANCE, ServingRBM, ServingSAE, serving_module
 
@@ -47,6 +47,11 @@ SAE_VARIANTS = {
 }
 
 
+def _close(served, expected, atol: float) -> bool:
+    """Both outputs, (scores, ranking), within atol."""
+    return all(torch.allclose(a, b, atol=atol) for a, b in zip(served, expected, strict=True))
+
+
 QUANTIZE = pytest.mark.parametrize(
     ("quantize", "atol"), [(False, ATOL), (True, INT8_ATOL)], ids=["float32", "int8"]
 )
@@ -62,9 +67,9 @@ def test_serving_sae_matches_the_trained_ensemble(params, sparse_input, quantize
     ratings = _ratings()
     with torch.no_grad():
         expected = net(ratings)
-        assert torch.allclose(served(ratings), expected, atol=atol)
-        assert torch.allclose(served(ratings[:1]), expected[:1], atol=atol)
-        assert torch.allclose(torch.jit.script(served)(ratings), expected, atol=atol)
+        assert _close(served(ratings), expected, atol)
+        assert _close(served(ratings[:1]), [e[:1] for e in expected], atol)
+        assert _close(torch.jit.script(served)(ratings), expected, atol)
 
 
 def test_serving_sae_fuses_members_into_one_network():
@@ -84,14 +89,14 @@ def test_serving_sae_fuses_members_into_one_network():
 @SPARSE
 @pytest.mark.parametrize("encoding", ["implicit", "liked"])
 def test_serving_rbm_matches_the_trained_one(encoding, sparse_input, quantize, atol):
-    net = _randomised(RBMNet(N_ITEMS, RBMParams(n_hidden=16, encoding=encoding)))
+    net = _randomised(RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16, encoding=encoding)))
     served = serving_module(net, sparse_input, quantize)
     assert isinstance(served, ServingRBM)
     ratings = _ratings()
     with torch.no_grad():
         expected = net(ratings)
-        assert torch.allclose(served(ratings), expected, atol=atol)
-        assert torch.allclose(torch.jit.script(served)(ratings[1:2]), expected[1:2], atol=atol)
+        assert _close(served(ratings), expected, atol)
+        assert _close(torch.jit.script(served)(ratings[1:2]), [e[1:2] for e in expected], atol)
 
 
 def test_int8_serving_forms_hold_a_quarter_of_the_output_bytes():
@@ -100,8 +105,10 @@ def test_int8_serving_forms_hold_a_quarter_of_the_output_bytes():
     layers = [served.decoder, *served.hidden]
     assert all(isinstance(layer, DynamicLinear) for layer in layers)
     assert all(layer.weight().dtype == torch.qint8 for layer in layers)
-    rbm = serving_module(_randomised(RBMNet(N_ITEMS, RBMParams(n_hidden=16))))
-    assert isinstance(rbm.visible, DynamicLinear) and rbm.quantized
+    rbm = serving_module(_randomised(RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16, n_members=2))))
+    assert len(rbm.visible) == 2
+    assert all(isinstance(layer, DynamicLinear) for layer in rbm.visible)
+    assert all(layer.weight().dtype == torch.qint8 for layer in rbm.visible)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +116,9 @@ def test_int8_serving_forms_hold_a_quarter_of_the_output_bytes():
     [
         ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[12], n_members=3))),
         ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[6, 3], n_members=2, implicit_input=True))),
-        ("rbm", RBMNet(N_ITEMS, RBMParams(n_hidden=16))),
+        ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[12], n_members=2, watch_hidden=9))),
+        ("rbm", RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16))),
+        ("rbm", RBMEnsemble(N_ITEMS, RBMParams(n_hidden=8, n_members=2))),
     ],
 )
 @pytest.mark.parametrize("quantize", [False, True], ids=["float32", "int8"])
@@ -124,14 +133,114 @@ def test_explanation_vectors_are_the_trained_models(name, net, quantize):
 def test_serving_module_rejects_other_modules():
     with pytest.raises(TypeError, match="no serving form for Linear"):
         serving_module(torch.nn.Linear(2, 2))
+    # One RBM is served as an ensemble of one (RBMRecommender builds RBMEnsemble).
+    with pytest.raises(TypeError, match="no serving form for RBMNet"):
+        serving_module(RBMNet(N_ITEMS, RBMParams(n_hidden=4)))
 
 
 def test_serving_forms_hold_no_autograd_history():
     """Buffers built from trained parameters must be plain tensors (copyable, no graph kept)."""
     nets = (
         SAENet(N_ITEMS, SAEParams(hidden_layers=[6, 3], n_members=2)),
-        RBMNet(N_ITEMS, RBMParams(n_hidden=8)),
+        RBMEnsemble(N_ITEMS, RBMParams(n_hidden=8, n_members=2)),
+        SAENet(N_ITEMS, SAEParams(hidden_layers=[6], watch_hidden=5)),
     )
     for net in nets:
         served = serving_module(net, quantize=False)
         assert all(t.grad_fn is None and not t.requires_grad for t in served.state_dict().values())
+
+
+# -- the SAE with "will watch", the RBM ensemble -------------------------------------------------
+
+WATCH_VARIANTS = {
+    "watch, three members": SAEParams(hidden_layers=[12], n_members=3, watch_hidden=7),
+    "watch, deep implicit, relu watch": SAEParams(
+        hidden_layers=[6, 3],
+        n_members=2,
+        implicit_input=True,
+        activation="tanh",
+        watch_hidden=5,
+        watch_activation="relu",
+    ),
+}
+
+
+def _watch_sae(params: SAEParams, rank_weight: float = 0.8) -> SAENet:
+    net = _randomised(SAENet(N_ITEMS, params))
+    net.rank_weight.fill_(rank_weight)  # a 0-d buffer: _randomised leaves it at 0
+    return net
+
+
+@QUANTIZE
+@SPARSE
+@pytest.mark.parametrize("params", WATCH_VARIANTS.values(), ids=WATCH_VARIANTS.keys())
+def test_serving_sae_with_watch_matches_both_outputs(params, sparse_input, quantize, atol):
+    net = _watch_sae(params)
+    served = serving_module(net, sparse_input, quantize)
+    assert served.has_watch
+    assert float(served.rank_weight) == pytest.approx(0.8)
+    ratings = _ratings()
+    with torch.no_grad():
+        expected_scores, expected_ranking = net(ratings)
+        scores, ranking = served(ratings)
+        scripted = torch.jit.script(served)(ratings)
+        single = served(ratings[:1])
+    # The ranking is not the scores (the watch network is in it) ...
+    assert not torch.allclose(expected_ranking, expected_scores)
+    for outputs in ((scores, ranking), scripted, single):
+        rows = len(outputs[0])
+        assert torch.allclose(outputs[0], expected_scores[:rows], atol=atol)
+        assert torch.allclose(outputs[1], expected_ranking[:rows], atol=atol)
+    # ... and a distribution, served too.
+    assert torch.allclose(ranking.sum(dim=1), torch.ones(len(ratings)), atol=1e-5)
+    if not quantize:
+        # Probabilities of ~1/40 each: the absolute tolerance alone would hide a wrong one.
+        assert torch.allclose(ranking, expected_ranking, rtol=1e-4, atol=1e-8)
+    else:
+        assert isinstance(served.watch_decoder, DynamicLinear)
+
+
+def test_scripted_serving_sae_with_watch_saves_and_loads(tmp_path):
+    net = _watch_sae(WATCH_VARIANTS["watch, three members"])
+    scripted = torch.jit.script(serving_module(net))
+    scripted.save(tmp_path / "sae.ts")
+    loaded = torch.jit.load(tmp_path / "sae.ts")
+    ratings = _ratings(seed=3)
+    with torch.no_grad():
+        expected = net(ratings)
+        assert _close(loaded(ratings), expected, INT8_ATOL)
+        assert _close(loaded(ratings), scripted(ratings), 0.0)
+
+
+def test_serving_sae_without_watch_ranks_by_the_predicted_ratings():
+    net = _randomised(SAENet(N_ITEMS, SAEParams(hidden_layers=[6])))
+    served = serving_module(net, quantize=False)
+    assert not served.has_watch
+    with torch.no_grad():
+        scores, ranking = served(_ratings())
+    assert torch.equal(scores, ranking)
+
+
+@QUANTIZE
+@SPARSE
+@pytest.mark.parametrize("encoding", ["implicit", "liked"])
+def test_serving_rbm_of_a_two_member_ensemble_matches_it(encoding, sparse_input, quantize, atol):
+    net = _randomised(RBMEnsemble(N_ITEMS, RBMParams(n_hidden=6, encoding=encoding, n_members=2)))
+    first, second = net.members
+    assert not torch.allclose(first.weight, second.weight)
+    served = serving_module(net, sparse_input, quantize)
+    assert served.weight_by_item.shape == (N_ITEMS, 2 * 6)
+    assert torch.equal(served.weight_by_item[:, :6], first.weight.t())
+    assert torch.equal(served.weight_by_item[:, 6:], second.weight.t())
+    ratings = _ratings()
+    with torch.no_grad():
+        expected, _ = net(ratings)
+        members = torch.stack([m(ratings)[0] for m in net.members])
+        scores, ranking = served(ratings)
+        scripted = torch.jit.script(served)(ratings)
+    assert torch.allclose(expected, members.mean(dim=0), atol=1e-7)
+    # Not just one member's answer: the two differ by more than the tolerance.
+    assert (members[0] - members[1]).abs().max() > 2 * atol
+    assert torch.allclose(scores, expected, atol=atol)
+    assert torch.equal(ranking, scores)
+    assert _close(scripted, (expected, expected), atol)

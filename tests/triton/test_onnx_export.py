@@ -43,7 +43,11 @@ def test_graph_signature_is_the_agreed_one(onnx_repo, prepared, model):
     graph = onnx.load(onnx_path(onnx_repo, model)).graph
     n_items = prepared.metadata["n_items"]
     sizes = {tn.VARIABLE: n_items}
-    for specs, tensors in ((tn.MODEL_INPUTS[model], graph.input), (tn.OUTPUTS, graph.output)):
+    specs_and_tensors = (
+        (tn.MODEL_INPUTS[model], graph.input),
+        (tn.MODEL_OUTPUTS[model], graph.output),
+    )
+    for specs, tensors in specs_and_tensors:
         assert [t.name for t in tensors] == [spec.name for spec in specs]
         for spec, tensor in zip(specs, tensors, strict=True):
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type)
@@ -53,11 +57,12 @@ def test_graph_signature_is_the_agreed_one(onnx_repo, prepared, model):
             assert item_dims == [sizes.get(d, d) for d in spec.dims]
 
 
-def trained_scores(checkpoint, ratings: np.ndarray) -> np.ndarray:
-    """The trained PyTorch module's scores for ``ratings``."""
+def trained_outputs(checkpoint, ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The trained PyTorch module's (scores, ranking) for ``ratings``."""
     recommender = load_checkpoint(checkpoint)
     with torch.no_grad():
-        return recommender.model(torch.from_numpy(ratings)).numpy()
+        scores, ranking = recommender.model(torch.from_numpy(ratings))
+    return scores.numpy(), ranking.numpy()
 
 
 def assert_graph_top_k(scores, ratings, item_ids, out: dict[str, np.ndarray]) -> None:
@@ -74,21 +79,24 @@ def test_int8_twin_is_a_quarter_of_the_size_and_scores_alike(
     assert int8.stat().st_size < path.stat().st_size / 3
     graph = onnx.load(int8).graph
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
-    expected = trained_scores(checkpoints[model], real_ratings)
+    expected, ranking = trained_outputs(checkpoints[model], real_ratings)
     out = run_onnx(int8, {tn.RATINGS.name: real_ratings})
     assert np.abs(out[tn.SCORES.name] - expected).max() <= SERVED_TOLERANCE
-    assert_graph_top_k(out[tn.SCORES.name], real_ratings, prepared.metadata["item_ids"], out)
+    assert np.abs(out[tn.RANKING.name] - ranking).max() <= SERVED_TOLERANCE
+    assert_graph_top_k(out[tn.RANKING.name], real_ratings, prepared.metadata["item_ids"], out)
 
 
 @pytest.mark.parametrize("model", tn.SCORING_MODELS)
 def test_onnxruntime_equals_pytorch_on_real_users(
     onnx_repo, checkpoints, prepared, real_ratings, model
 ):
-    expected = trained_scores(checkpoints[model], real_ratings)
+    expected, ranking = trained_outputs(checkpoints[model], real_ratings)
     out = run_onnx(onnx_path(onnx_repo, model), {tn.RATINGS.name: real_ratings})
     assert out[tn.SCORES.name].shape == (REAL_USERS, prepared.metadata["n_items"])
     np.testing.assert_allclose(out[tn.SCORES.name], expected, rtol=0, atol=PARITY_ATOL)
-    assert_graph_top_k(expected, real_ratings, prepared.metadata["item_ids"], out)
+    np.testing.assert_allclose(out[tn.RANKING.name], ranking, rtol=0, atol=PARITY_ATOL)
+    # The served list is taken from the ranking, not from the scores.
+    assert_graph_top_k(ranking, real_ratings, prepared.metadata["item_ids"], out)
 
 
 @pytest.mark.parametrize("batch", [1, 3, tn.MAX_BATCH_SIZE + 1])
@@ -103,19 +111,19 @@ def test_hybrid_blend_mixes_the_two_models_like_torchserve(onnx_repo, prepared, 
     from handlers.recommendation import hybrid_scores
 
     feeds = {tn.RATINGS.name: real_ratings}
-    sae = run_onnx(onnx_path(onnx_repo, tn.SAE), feeds)[tn.SCORES.name]
-    rbm = run_onnx(onnx_path(onnx_repo, tn.RBM), feeds)[tn.SCORES.name]
+    sae = run_onnx(onnx_path(onnx_repo, tn.SAE), feeds)[tn.RANKING.name]
+    rbm = run_onnx(onnx_path(onnx_repo, tn.RBM), feeds)[tn.RANKING.name]
     rows = len(real_ratings)
     patterns = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 1.0]], np.float32)  # sae, rbm, 3:1
     weights = np.tile(patterns, (rows // 3 + 1, 1))[:rows]
     blend_feeds = {
         tn.RATINGS.name: real_ratings,
-        tn.SAE_SCORES.name: sae,
-        tn.RBM_SCORES.name: rbm,
+        tn.SAE_RANKING.name: sae,
+        tn.RBM_RANKING.name: rbm,
         tn.WEIGHTS.name: weights,
     }
     out = run_onnx(onnx_path(onnx_repo, tn.HYBRID_BLEND), blend_feeds)
-    # TorchServe's hybrid: weights summing to 1, scores min-max scaled over unrated items.
+    # TorchServe's hybrid: weights summing to 1, rankings min-max scaled over unrated items.
     normalised = weights / weights.sum(axis=1, keepdims=True)
     expected = hybrid_scores(
         {tn.SAE: torch.from_numpy(sae), tn.RBM: torch.from_numpy(rbm)},

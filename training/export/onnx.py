@@ -3,9 +3,10 @@ CPU configs the scoring models' int8 twin ``model.int8.onnx``.
 
 Each graph takes raw ratings FP32 [batch, n_items] (0 = unrated, 1-5 stars, columns in
 ``metadata.json`` ``item_ids`` order; the model's encoding is inside the graph) and returns
-``scores`` FP32 [batch, n_items] plus the top-k unrated items (``top_ids``: MovieLens ids,
+``scores`` FP32 [batch, n_items] (the SAE's predicted ratings), ``ranking`` (what the served list
+is ranked by) and the top-k unrated items by ranking (``top_ids``: MovieLens ids,
 ``top_scores``), so a client can ask for 50 ids instead of every score. A third graph,
-``hybrid_blend``, mixes the two models' scores with per-request weights; the ``hybrid`` ensemble
+``hybrid_blend``, mixes the two models' rankings with per-request weights; the ``hybrid`` ensemble
 chains the three.
 """
 
@@ -26,7 +27,6 @@ from torch import nn
 from training.config import ConfigError, Paths, get_logger
 from training.models import load_checkpoint
 from training.models.base import BaseRecommender
-from training.models.sae import MAX_RATING, MIN_RATING
 from training.models.serving import SERVED_TOLERANCE, serving_module
 from training.serving import triton_names as tn
 
@@ -63,9 +63,11 @@ class ServingGraph(nn.Module):
         self.k = k
         self.register_buffer("item_ids", torch.tensor(item_ids, dtype=torch.int64))
 
-    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scores = self.model(ratings)
-        return (scores, *top_unrated(scores, ratings, self.item_ids, self.k))
+    def forward(
+        self, ratings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores, ranking = self.model(ratings)
+        return (scores, ranking, *top_unrated(ranking, ratings, self.item_ids, self.k))
 
 
 def minmax_over_unrated(scores: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,7 @@ def minmax_over_unrated(scores: torch.Tensor, ratings: torch.Tensor) -> torch.Te
 
 
 class HybridBlend(nn.Module):
-    """Weighted mix of the SAE's and the RBM's scores, each min-max scaled over unrated items.
+    """Weighted mix of the SAE's and the RBM's rankings, each min-max scaled over unrated items.
 
     ``weights`` [batch, 2] = (w_sae, w_rbm) per request, normalised to sum 1; negative count as 0.
     """
@@ -95,15 +97,15 @@ class HybridBlend(nn.Module):
     def forward(
         self,
         ratings: torch.Tensor,
-        sae_scores: torch.Tensor,
-        rbm_scores: torch.Tensor,
+        sae_ranking: torch.Tensor,
+        rbm_ranking: torch.Tensor,
         weights: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         weights = weights.clamp(min=0.0)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=WEIGHT_EPSILON)
         w_sae, w_rbm = weights[:, :1], weights[:, 1:]
-        sae_unit = minmax_over_unrated(sae_scores, ratings)
-        scores = w_sae * sae_unit + w_rbm * minmax_over_unrated(rbm_scores, ratings)
+        sae_unit = minmax_over_unrated(sae_ranking, ratings)
+        scores = w_sae * sae_unit + w_rbm * minmax_over_unrated(rbm_ranking, ratings)
         return (scores, *top_unrated(scores, ratings, self.item_ids, self.k))
 
 
@@ -117,11 +119,12 @@ def _to_onnx(
     path: Path,
     doc: str,
     metadata: dict[str, str],
+    outputs: tuple[tn.TensorSpec, ...] = tn.OUTPUTS,
 ) -> onnx.ModelProto:
     """Trace with a dynamic batch axis, save as one self-contained file, check it."""
     module.eval()
     batch = _batch_dim()
-    output_names = [spec.name for spec in tn.OUTPUTS]
+    output_names = [spec.name for spec in outputs]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", message="# The axis name")  # shared batch axis: fine
@@ -174,11 +177,16 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _verify(
     path: Path, module: nn.Module, example: dict[str, torch.Tensor], tolerance: float = PARITY_ATOL
 ) -> float:
-    """Largest |onnxruntime - PyTorch| over the scores; raises ExportError above ``tolerance``."""
+    """Largest |onnxruntime - PyTorch| over the scores (and the ranking, where the graph has
+    one); raises ExportError above ``tolerance``."""
     with torch.no_grad():
-        expected = module(*example.values())[0].numpy()
+        expected = module(*example.values())
     actual = run_onnx(path, {name: tensor.numpy() for name, tensor in example.items()})
-    error = float(np.abs(actual[tn.SCORES.name] - expected).max())
+    compared = [tn.SCORES.name] + ([tn.RANKING.name] if tn.RANKING.name in actual else [])
+    error = max(
+        float(np.abs(actual[name] - expected[index].numpy()).max())
+        for index, name in enumerate(compared)
+    )
     if error > tolerance:
         raise ExportError(f"{path}: onnxruntime differs from PyTorch by {error:.2e}")
     return error
@@ -258,8 +266,9 @@ def export_model(checkpoint: Path, repo: Path) -> tuple[Path, list[int]]:
         graph,
         example,
         path,
-        f"movierec {recommender.name}: raw ratings -> scores, top-k",
+        f"movierec {recommender.name}: raw ratings -> scores, ranking, top-k",
         _metadata(recommender, checkpoint),
+        tn.MODEL_OUTPUTS[recommender.name],
     )
     trained = ServingGraph(recommender.model, item_ids)  # parity with the trained module
     error = _verify(path, trained, {tn.RATINGS.name: _verification_ratings(recommender.n_items)})
@@ -277,9 +286,8 @@ def export_blend(item_ids: list[int], repo: Path) -> Path:
     def example(users: int) -> dict[str, torch.Tensor]:
         return {
             tn.RATINGS.name: _verification_ratings(n_items, users),
-            tn.SAE_SCORES.name: MIN_RATING
-            + (MAX_RATING - MIN_RATING) * torch.rand(users, n_items, generator=generator),
-            tn.RBM_SCORES.name: torch.rand(users, n_items, generator=generator),
+            tn.SAE_RANKING.name: torch.rand(users, n_items, generator=generator),
+            tn.RBM_RANKING.name: torch.rand(users, n_items, generator=generator),
             tn.WEIGHTS.name: torch.rand(users, tn.N_HYBRID_WEIGHTS, generator=generator),
         }
 

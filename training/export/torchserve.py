@@ -110,7 +110,8 @@ def script_for_serving(model: torch.nn.Module, example: torch.Tensor) -> torch.j
         scripted = torch.jit.script(serving_module(model))
     with torch.no_grad():
         for inputs in (example, example[:1]):
-            if not torch.allclose(scripted(inputs), model(inputs), atol=SERVED_TOLERANCE):
+            pairs = zip(scripted(inputs), model(inputs), strict=True)
+            if not all(torch.allclose(a, b, atol=SERVED_TOLERANCE) for a, b in pairs):
                 raise RuntimeError(f"served {type(model).__name__} disagrees with the trained one")
     return scripted
 
@@ -118,27 +119,32 @@ def script_for_serving(model: torch.nn.Module, example: torch.Tensor) -> torch.j
 def served_quality(
     recommender, served: torch.nn.Module, train: torch.Tensor, test: torch.Tensor
 ) -> dict[str, Any]:
-    """The test figure the model is chosen on (RMSE for a rating model, else NDCG@k), trained
-    vs served; raises when serving costs more than SERVED_QUALITY_LOSS of it."""
+    """The test figures a model is judged on (RMSE of a rating model's scores, NDCG@k of every
+    model's ranking), trained vs served; raises when serving costs more than
+    SERVED_QUALITY_LOSS of either."""
     from training.metrics.ranking import ranking_metrics, rating_metrics
 
-    ratings = recommender.rating_scores
-    metric = "rmse" if ratings else f"ndcg@{SERVED_QUALITY_K}"
+    ndcg = f"ndcg@{SERVED_QUALITY_K}"
 
-    def figure(scores: torch.Tensor) -> float:
-        if ratings:
-            return rating_metrics(scores, test)[metric]
-        return ranking_metrics(scores, train, test, [SERVED_QUALITY_K])[metric]
+    def figures(outputs: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        scores, ranking = outputs
+        found = {ndcg: ranking_metrics(ranking, train, test, [SERVED_QUALITY_K])[ndcg]}
+        if recommender.rating_scores:
+            found["rmse"] = rating_metrics(scores, test)["rmse"]
+        return found
 
     with torch.inference_mode():
-        before, after = figure(recommender.model(train)), figure(served(train))
-    loss = after - before if ratings else before - after  # RMSE: lower is better
-    if loss > SERVED_QUALITY_LOSS:
-        raise RuntimeError(
-            f"served {recommender.name} loses {loss:.4f} test {metric} to the trained model "
-            f"({before:.4f} -> {after:.4f}; at most {SERVED_QUALITY_LOSS} allowed)"
-        )
-    return {"metric": metric, "trained": round(before, 6), "served": round(after, 6)}
+        before, after = figures(recommender.model(train)), figures(served(train))
+    result: dict[str, Any] = {}
+    for metric, trained in before.items():
+        loss = after[metric] - trained if metric == "rmse" else trained - after[metric]
+        if loss > SERVED_QUALITY_LOSS:
+            raise RuntimeError(
+                f"served {recommender.name} loses {loss:.4f} test {metric} to the trained model "
+                f"({trained:.4f} -> {after[metric]:.4f}; at most {SERVED_QUALITY_LOSS} allowed)"
+            )
+        result[metric] = {"trained": round(trained, 6), "served": round(after[metric], 6)}
+    return result
 
 
 def item_popularity(train: torch.Tensor) -> list[int]:

@@ -75,6 +75,16 @@ def novelty(recommended: torch.Tensor, popularity: torch.Tensor, n_users: int) -
     return float(-torch.log2(share).mean())
 
 
+def median_popularity(recommended: torch.Tensor, popularity: torch.Tensor) -> float:
+    """The median over users of the median training-rating count of the films in their list:
+    how well known a typical recommended film is (a list of films rated by one or two people
+    scores 1-2, however well they were rated)."""
+    if recommended.numel() == 0:
+        return float("nan")
+    per_user = popularity[recommended].float().quantile(0.5, dim=1)
+    return float(per_user.quantile(0.5))
+
+
 def bucket_label(lower: int, upper: int | None) -> str:
     return f"[{lower},{upper})" if upper is not None else f"[{lower}+)"
 
@@ -98,10 +108,13 @@ def user_cold_start(
     k: int,
     threshold: float,
     rating_scores: bool,
+    ratings: torch.Tensor | None = None,
     edges: Sequence[int] = USER_BUCKET_EDGES,
 ) -> list[dict[str, float | int | str]]:
-    """The ranking figures at k (and RMSE when scores are ratings) of the users in each bucket
-    of their number of training ratings, by the same protocol as the whole population."""
+    """The ranking figures at k of ``scores`` (and RMSE, of ``ratings`` when given, when the
+    model predicts ratings) of the users in each bucket of their number of training ratings,
+    by the same protocol as the whole population."""
+    ratings = scores if ratings is None else ratings
     rows: list[dict[str, float | int | str]] = []
     for label, members in bucket_masks((train > 0).sum(dim=1), edges):
         figures = ranking_metrics(scores[members], train[members], test[members], [k], threshold)
@@ -109,7 +122,7 @@ def user_cold_start(
         for name in ("precision", "recall", "ndcg"):
             row[f"{name}@{k}"] = figures[f"{name}@{k}"] if row["n_users"] else float("nan")
         if rating_scores:
-            row["rmse"] = rating_metrics(scores[members], test[members])["rmse"]
+            row["rmse"] = rating_metrics(ratings[members], test[members])["rmse"]
         rows.append(row)
     return rows
 
@@ -121,11 +134,13 @@ def item_cold_start(
     k: int,
     threshold: float,
     rating_scores: bool,
+    ratings: torch.Tensor | None = None,
     edges: Sequence[int] = ITEM_BUCKET_EDGES,
 ) -> list[dict[str, float | int | str]]:
     """Per bucket of items' number of training ratings: the share of relevant (user, item) test
     pairs that made the user's top-k (``hit_rate@k``), and the RMSE on the bucket's test
-    ratings when the scores are ratings."""
+    ratings (of ``ratings`` when given) when the model predicts ratings."""
+    ratings = scores if ratings is None else ratings
     relevant = test >= threshold
     in_top = torch.zeros_like(relevant)
     in_top.scatter_(1, top_k(scores, train > 0, k), True)
@@ -141,7 +156,7 @@ def item_cold_start(
             f"hit_rate@{k}": hits / n_pairs if n_pairs else float("nan"),
         }
         if rating_scores:
-            row["rmse"] = rating_metrics(scores[:, members], test[:, members])["rmse"]
+            row["rmse"] = rating_metrics(ratings[:, members], test[:, members])["rmse"]
         rows.append(row)
     return rows
 

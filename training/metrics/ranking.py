@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from handlers.recommendation import top_k_columns
+
 
 def top_k(scores: torch.Tensor, seen: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k best-scored unseen items per row."""
-    masked = scores.masked_fill(seen, float("-inf"))
-    return masked.topk(min(k, scores.shape[1]), dim=1).indices
+    """Indices of the k best-scored unseen items per row, with the served tie rule (the lower
+    column first): the lists scored here are the lists served."""
+    return top_k_columns(scores, ~seen, k)
 
 
 def _discounts(k: int, device: torch.device) -> torch.Tensor:

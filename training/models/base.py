@@ -1,8 +1,10 @@
 """The interface every recommender implements, and the training loop they share.
 
 A model's inference module maps a batch of raw rating vectors (0 = unrated, 1-5 stars, columns in
-catalogue order) to scores of the same shape, higher = better. Encodings live inside that module,
-so exported graphs take raw ratings too; a new user is served by folding in their vector.
+catalogue order) to two tensors of the same shape: ``scores``, the model's own output (the SAE's
+predicted ratings, the RBM's probabilities), and ``ranking``, what the served top-k is taken from
+(higher = better; the RBM's is its scores). Encodings live inside that module, so exported graphs
+take raw ratings too; a new user is served by folding in their vector.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class History:
     stopped_early: bool = False
     seconds_to_best: float = 0.0
     seconds_total: float = 0.0
+    # What was chosen on validation after the last epoch (e.g. the SAE's rank weight).
+    choices: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,6 +108,14 @@ class BaseRecommender(ABC):
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """Figures on held-out ratings, given the ratings the model may see; includes `monitor`."""
 
+    def end_epoch(self, figures: dict[str, float]) -> None:  # noqa: B027 - optional hook
+        """Called after each epoch's validation (a part with its own best epoch keeps it)."""
+
+    def finish_training(  # noqa: B027 - optional hook
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> None:
+        """Called once with the best epoch's weights loaded (choices made on validation)."""
+
     # -- shared behaviour -----------------------------------------------------------------------
     def train(
         self,
@@ -135,6 +147,7 @@ class BaseRecommender(ABC):
             history.train_loss.append(loss)
             history.validation.append(figures)
             value = figures[self.monitor]
+            self.end_epoch(figures)
             if stopper.step(value):
                 best_state = copy.deepcopy(self.model.state_dict())
                 history.best_epoch, history.best_value = epoch, value
@@ -148,6 +161,8 @@ class BaseRecommender(ABC):
         history.seconds_total = time.perf_counter() - started
         self.model.load_state_dict(best_state)
         self.model.eval()
+        with torch.no_grad():
+            self.finish_training(train, val)
         log.info(
             "%s: best %s %.4f at epoch %d (%.1fs)",
             self.name,
@@ -159,17 +174,34 @@ class BaseRecommender(ABC):
         return history
 
     @torch.no_grad()
-    def predict(self, ratings: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Scores for raw rating vectors, batched to bound memory."""
+    def predict_both(
+        self, ratings: torch.Tensor, batch_size: int = 1024
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, ranking) for raw rating vectors, batched to bound memory."""
         self.model.eval()
-        parts = [self.model(chunk.to(self.device)).cpu() for chunk in ratings.split(batch_size)]
-        return torch.cat(parts) if parts else torch.empty(0, self.n_items)
+        parts = [
+            [out.cpu() for out in self.model(chunk.to(self.device))]
+            for chunk in ratings.split(batch_size)
+        ]
+        if not parts:
+            empty = torch.empty(0, self.n_items)
+            return empty, empty
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def predict(self, ratings: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """The model's scores (the SAE's predicted ratings) for raw rating vectors."""
+        return self.predict_both(ratings, batch_size)[0]
+
+    def rank_scores(self, ratings: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """What the served top-k ranks by, for raw rating vectors."""
+        return self.predict_both(ratings, batch_size)[1]
 
     def evaluate(self, train: torch.Tensor, test: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
         from training.evaluate import evaluate_scores
 
+        scores, ranking = self.predict_both(train)
         return evaluate_scores(
-            self.predict(train), train, test, rating_scores=self.rating_scores, **kwargs
+            scores, train, test, rating_scores=self.rating_scores, ranking=ranking, **kwargs
         )
 
     #: Whether `scores` are predicted ratings (so RMSE/MAE apply).

@@ -6,6 +6,12 @@ from the ratings it is given), which is what lets a small network beat the bias 
 ``implicit_input`` also feeds which items were rated (as SVD++ does), ``n_members`` averages several
 independently trained autoencoders, and ``ema_decay`` keeps an exponential moving average of the
 weights as the model (smoother than any single noisy step).
+
+Predicted ratings alone rank badly: the films with the highest predicted rating are those one or
+two people loved. So the module also learns "will watch" (``WatchNet``, a Mult-DAE over which films
+were rated) and serves two outputs: ``scores``, the predicted ratings (RMSE is measured on them),
+and ``ranking`` = softmax(watch logits + w * predicted rating), a distribution over films a user
+will watch *and* like, with w chosen on validation (``rank_weights``).
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from training.config import SAEParams
 from training.data.encoding import prepare_autoencoder_data
-from training.metrics.ranking import rating_metrics
-from training.models.base import BaseRecommender
+from training.metrics.ranking import ranking_metrics, rating_metrics
+from training.models.base import BaseRecommender, log
 
 MIN_RATING, MAX_RATING = 1.0, 5.0
 ACTIVATIONS = {
@@ -31,10 +38,38 @@ ACTIVATIONS = {
 }
 _BIAS_SWEEPS = 5  # alternating item/user bias updates; converges in a handful
 _LEGACY_NETWORK = "net"  # where checkpoints before `n_members` kept the one network
+VALIDATION_K = 10  # the ranking figure that picks the watch network's epoch and the rank weight
+
+
+class WatchNet(nn.Module):
+    """Which films a user rated (0/1, L2-normalised) -> logits over every film they may rate."""
+
+    def __init__(self, n_items: int, params: SAEParams) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(params.watch_dropout)
+        self.encoder = nn.Linear(n_items, params.watch_hidden)
+        self.activation = ACTIVATIONS[params.watch_activation]()
+        self.decoder = nn.Linear(params.watch_hidden, n_items)
+
+    def forward(self, rated: torch.Tensor) -> torch.Tensor:
+        inputs = self.dropout(F.normalize(rated, dim=1))
+        return self.decoder(self.activation(self.encoder(inputs)))
+
+
+def multinomial_nll(logits: torch.Tensor, rated: torch.Tensor) -> torch.Tensor:
+    """Mult-DAE's loss: minus the log-likelihood of the rated films, mean over users."""
+    return -(F.log_softmax(logits, dim=1) * rated).sum(dim=1).mean()
+
+
+def blend_ranking(
+    watch_logits: torch.Tensor, predicted: torch.Tensor, rank_weight: torch.Tensor
+) -> torch.Tensor:
+    """p(watch) * exp(w * predicted rating), normalised over the films: the served ranking."""
+    return torch.softmax(watch_logits + rank_weight * predicted, dim=1)
 
 
 class SAENet(nn.Module):
-    """Raw ratings [batch, n_items] (0 = unrated) -> predicted ratings in [1, 5]."""
+    """Raw ratings [batch, n_items] (0 = unrated) -> (predicted ratings in [1, 5], ranking)."""
 
     def __init__(self, n_items: int, params: SAEParams) -> None:
         super().__init__()
@@ -47,6 +82,9 @@ class SAENet(nn.Module):
         )
         self.register_buffer("global_mean", torch.tensor(0.0))
         self.register_buffer("item_bias", torch.zeros(n_items))
+        self.watch = WatchNet(n_items, params) if params.watch_hidden else None
+        # The weight of the predicted rating in the ranking, chosen on validation after training.
+        self.register_buffer("rank_weight", torch.tensor(0.0))
         self.register_load_state_dict_pre_hook(_rename_single_network)
 
     def baseline(self, ratings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,8 +106,12 @@ class SAENet(nn.Module):
             inputs = torch.cat([inputs, visible], dim=1)
         return base + torch.stack([member(inputs) for member in self.members])
 
-    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
-        return self.member_predictions(ratings).mean(dim=0).clamp(MIN_RATING, MAX_RATING)
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        predicted = self.member_predictions(ratings).mean(dim=0).clamp(MIN_RATING, MAX_RATING)
+        if self.watch is None:
+            return predicted, predicted
+        logits = self.watch((ratings > 0).to(predicted.dtype))
+        return predicted, blend_ranking(logits, predicted, self.rank_weight)
 
 
 def centred_baseline(
@@ -161,6 +203,7 @@ class SAERecommender(BaseRecommender):
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizer, self.params.lr_decay
         )
+        self.best_watch: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
 
     @torch.no_grad()
     def _update_average(self) -> None:
@@ -187,16 +230,58 @@ class SAERecommender(BaseRecommender):
             # and their errors average out; the loss reported is the members' mean.
             predictions = self.live.member_predictions(batch, corrupt)
             loss = masked_mse(predictions, target.expand_as(predictions)) * len(predictions)
+            rating_loss = loss.item()
+            if self.live.watch is not None:
+                # Its own parameters, so the sum trains both parts independently.
+                rated = (batch > 0).to(batch.dtype)
+                loss = loss + multinomial_nll(self.live.watch(rated), rated)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self._update_average()
             observed = int((target > 0).sum())
-            total += loss.item() / len(predictions) * observed
+            total += rating_loss / len(predictions) * observed
             count += observed
         self.scheduler.step()
         return total / max(count, 1)
 
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        figures = rating_metrics(self.model(inputs), targets)
-        return {"val_rmse": figures["rmse"], "val_mae": figures["mae"]}
+        predicted, ranking = self.model(inputs)
+        figures = rating_metrics(predicted, targets)
+        result = {"val_rmse": figures["rmse"], "val_mae": figures["mae"]}
+        if self.model.watch is not None:
+            logits = self.model.watch((inputs > 0).to(inputs.dtype))
+            result[f"val_watch_ndcg@{VALIDATION_K}"] = _ndcg(logits, inputs, targets)
+        result[f"val_ndcg@{VALIDATION_K}"] = _ndcg(ranking, inputs, targets)
+        return result
+
+    def end_epoch(self, figures: dict[str, float]) -> None:
+        """The watch network keeps its own best epoch (it peaks before the rating members)."""
+        value = figures.get(f"val_watch_ndcg@{VALIDATION_K}")
+        if value is not None and value > self.best_watch[0]:
+            self.best_watch = (value, copy.deepcopy(self.model.watch.state_dict()))
+
+    def finish_training(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Restore the watch network's best epoch, then pick the rank weight on validation."""
+        if self.model.watch is None:
+            return
+        self.model.watch.load_state_dict(self.best_watch[1])
+        predicted, _ = self.model(inputs)
+        logits = self.model.watch((inputs > 0).to(inputs.dtype))
+        figures = {
+            weight: _ndcg(blend_ranking(logits, predicted, torch.tensor(weight)), inputs, targets)
+            for weight in self.params.rank_weights
+        }
+        weight = max(figures, key=lambda w: (figures[w], -w))
+        self.model.rank_weight.fill_(weight)
+        self.history.choices["rank_weight"] = {
+            "chosen": weight,
+            f"val_ndcg@{VALIDATION_K}": {str(w): round(v, 6) for w, v in figures.items()},
+        }
+        log.info(
+            "sae: rank weight %g (validation NDCG@%d %.4f)", weight, VALIDATION_K, figures[weight]
+        )
+
+
+def _ndcg(scores: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return ranking_metrics(scores, inputs, targets, [VALIDATION_K])[f"ndcg@{VALIDATION_K}"]

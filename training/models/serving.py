@@ -35,8 +35,8 @@ from torch.nn import functional as F
 
 from handlers.recommendation import SERVING_SAE_DECODER_FLOAT
 from training.data.encoding import prepare_autoencoder_data
-from training.models.rbm import RBMNet
-from training.models.sae import MAX_RATING, MIN_RATING, SAENet, centred_baseline
+from training.models.rbm import RBMEnsemble
+from training.models.sae import MAX_RATING, MIN_RATING, SAENet, blend_ranking, centred_baseline
 
 # How far an int8 serving form (this module's for TorchServe, onnxruntime's for Triton on CPU)
 # may move any score (stars or probabilities) from the trained model's; exports check it.
@@ -93,8 +93,26 @@ class ServingSAE(nn.Module):
         self.register_buffer("members", torch.tensor(n_members))
         self.register_buffer("global_mean", net.global_mean.clone())
         self.register_buffer("item_bias", net.item_bias.clone())
+        # "Will watch": its input layer read by rated movie too, its output layer int8-able.
+        self.has_watch = net.watch is not None
+        watch = net.watch
+        self.watch_activation = watch.activation if watch is not None else nn.Identity()
+        self.register_buffer(
+            "watch_encoder_by_input",
+            watch.encoder.weight.t().contiguous() if watch is not None else torch.zeros(0, 0),
+        )
+        self.register_buffer(
+            "watch_encoder_bias",
+            watch.encoder.bias.clone() if watch is not None else torch.zeros(0),
+        )
+        self.watch_decoder: nn.Module = (
+            _linear(watch.decoder.weight, watch.decoder.bias)
+            if watch is not None
+            else nn.Identity()
+        )
+        self.register_buffer("rank_weight", net.rank_weight.clone())
 
-    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ratings = prepare_autoencoder_data(ratings)
         rated = ratings > 0
         mask = rated.to(ratings.dtype)
@@ -105,7 +123,27 @@ class ServingSAE(nn.Module):
         for layer in self.hidden:
             hidden = self.activation(layer(hidden))
         low, high = self.rating_range
-        return (base + self.decoder(hidden * self.member_share)).clamp(low, high)
+        predicted = (base + self.decoder(hidden * self.member_share)).clamp(low, high)
+        if not self.has_watch:
+            return predicted, predicted
+        logits = self.watch_decoder(self.watch_encode(mask, rated))
+        return predicted, blend_ranking(logits, predicted, self.rank_weight)
+
+    def watch_encode(self, mask: torch.Tensor, rated: torch.Tensor) -> torch.Tensor:
+        """WatchNet's hidden layer: the rated movies' rows, each 1/sqrt(movies rated)."""
+        share = mask.sum(dim=1, keepdim=True).clamp(min=1.0).rsqrt()
+        if not self.sparse_input:
+            hidden = (mask * share) @ self.watch_encoder_by_input
+        else:
+            rows, columns, offsets = _rated_bags(rated)
+            hidden = F.embedding_bag(
+                columns,
+                self.watch_encoder_by_input,
+                offsets,
+                mode="sum",
+                per_sample_weights=share.squeeze(1)[rows],
+            )
+        return self.watch_activation(hidden + self.watch_encoder_bias)
 
     def encode(self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor):
         n_items = residual.shape[1]
@@ -127,29 +165,31 @@ class ServingSAE(nn.Module):
 
 
 class ServingRBM(nn.Module):
-    """``RBMNet.forward`` with a sparse visible -> hidden pass and one copy of the weights."""
+    """``RBMEnsemble.forward`` with the members' hidden passes fused into one sparse product."""
 
     @torch.no_grad()
-    def __init__(self, net: RBMNet, sparse_input: bool = True) -> None:
+    def __init__(self, net: RBMEnsemble, sparse_input: bool = True) -> None:
         super().__init__()
+        members = list(net.members)
         self.sparse_input = sparse_input
-        self.implicit = net.encoding == "implicit"
-        self.register_buffer("threshold", net.threshold.clone())
-        # [n_items, n_hidden]: an embedding table for the hidden pass and, as F.linear's
-        # [out, in] weight, the visible pass.
-        self.register_buffer("weight_by_item", net.weight.t().contiguous())
-        # The dense (exported) form reads the visible pass from its own copy: onnxruntime's int8
-        # quantizer cannot quantize one initializer that a MatMul and a transposed Gemm share.
+        self.implicit = members[0].encoding == "implicit"
+        self.n_members = len(members)
+        self.register_buffer("threshold", members[0].threshold.clone())
+        # [n_items, members * n_hidden]: the hidden pass of every member in one embedding table
+        # (explanations read the item vectors from it).
         self.register_buffer(
-            "visible_weight", None if sparse_input else self.weight_by_item.clone()
+            "weight_by_item", torch.cat([m.weight.t() for m in members], dim=1).contiguous()
         )
-        self.register_buffer("hidden_bias", net.hidden_bias.clone())
-        self.register_buffer("visible_bias", net.visible_bias.clone())
-        # The visible pass reads weight_by_item unless quantize() gives it its own int8 layer.
-        self.quantized = False
-        self.visible: nn.Module = nn.Identity()
+        self.register_buffer("hidden_bias", torch.cat([m.hidden_bias for m in members]))
+        # Each member's visible pass is its own layer (int8 under quantize(); onnxruntime's
+        # quantizer wants each MatMul's weight as its own initializer).
+        self.visible = nn.ModuleList([_linear(m.weight.t(), m.visible_bias) for m in members])
 
-    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities = self.probabilities(ratings)
+        return probabilities, probabilities
+
+    def probabilities(self, ratings: torch.Tensor) -> torch.Tensor:
         # Visible units are 0/1 (unknown ones, -1 in training, enter the hidden pass as 0),
         # so the hidden pass sums the liked movies' rows.
         visible = ratings > 0
@@ -161,10 +201,11 @@ class ServingRBM(nn.Module):
         else:
             hidden = visible.to(torch.float32) @ self.weight_by_item
         hidden = torch.sigmoid(hidden + self.hidden_bias)
-        if self.quantized:
-            return torch.sigmoid(self.visible(hidden))
-        weight = self.weight_by_item if self.visible_weight is None else self.visible_weight
-        return torch.sigmoid(F.linear(hidden, weight, self.visible_bias))
+        parts = hidden.chunk(self.n_members, dim=1)
+        total = torch.zeros_like(ratings, dtype=torch.float32)
+        for index, layer in enumerate(self.visible):
+            total = total + torch.sigmoid(layer(parts[index]))
+        return total / self.n_members
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
@@ -176,10 +217,10 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
 
 
 def serving_module(model: nn.Module, sparse_input: bool = True, quantize: bool = True) -> nn.Module:
-    """The inference form of a trained SAENet or RBMNet (in eval mode, no gradients)."""
+    """The inference form of a trained SAENet or RBMEnsemble (in eval mode, no gradients)."""
     if isinstance(model, SAENet):
         served: nn.Module = ServingSAE(model, sparse_input)
-    elif isinstance(model, RBMNet):
+    elif isinstance(model, RBMEnsemble):
         served = ServingRBM(model, sparse_input)
     else:
         raise TypeError(f"no serving form for {type(model).__name__}")
@@ -193,9 +234,6 @@ def _quantized(served: nn.Module) -> nn.Module:
     if isinstance(served, ServingSAE):
         # Explanations read the output layer's float32 weights (item_vectors).
         served.register_buffer(SERVING_SAE_DECODER_FLOAT, served.decoder.weight.clone())
-    else:
-        served.visible = _linear(served.weight_by_item, served.visible_bias)
-        served.quantized = True
     with warnings.catch_warnings():
         # torch 2.13 points eager-mode quantization to torchao, which is not in this stack.
         warnings.simplefilter("ignore")

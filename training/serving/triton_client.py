@@ -74,12 +74,28 @@ class Prediction:
     """What the server answered for a batch; outputs not asked for are None."""
 
     scores: np.ndarray | None = None
+    ranking: np.ndarray | None = None
     top_ids: np.ndarray | None = None
     top_scores: np.ndarray | None = None
+    sae_scores: np.ndarray | None = None
+
+    def served(self, model: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(what ``model`` ranks by, its predicted ratings or None), from ``ranked_outputs``."""
+        predicted = tn.PREDICTED_RATINGS_OUTPUT.get(model)
+        ranking = getattr(self, tn.RANKING_OUTPUT[model])
+        return ranking, None if predicted is None else getattr(self, predicted)
 
     @classmethod
     def from_result(cls, result: grpcclient.InferResult, outputs: Sequence[str]) -> Prediction:
         return cls(**{name: result.as_numpy(name) for name in outputs})
+
+
+def ranked_outputs(model: str) -> tuple[str, ...]:
+    """The outputs a client ranks and explains ``model``'s answer from."""
+    names = [tn.RANKING_OUTPUT[model]]
+    if model in tn.PREDICTED_RATINGS_OUTPUT:
+        names.append(tn.PREDICTED_RATINGS_OUTPUT[model])
+    return tuple(dict.fromkeys(names))
 
 
 def check_weights(weights: np.ndarray) -> None:

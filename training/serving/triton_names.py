@@ -90,17 +90,31 @@ TRITON_TO_NUMPY = {"FP32": np.float32, "INT64": np.int64}
 
 RATINGS = TensorSpec("ratings", "FP32", (VARIABLE,))
 WEIGHTS = TensorSpec("weights", "FP32", (N_HYBRID_WEIGHTS,))
+# The model's own scores: the SAE's predicted ratings (1-5), the RBM's probabilities, the
+# hybrid's mix (which is also its ranking).
 SCORES = TensorSpec("scores", "FP32", (VARIABLE,))
+# What top_ids are taken from (the SAE's "will watch and like", the RBM's probabilities).
+RANKING = TensorSpec("ranking", "FP32", (VARIABLE,))
 TOP_IDS = TensorSpec("top_ids", "INT64", (TOP_K,))  # MovieLens item ids, best first
-TOP_SCORES = TensorSpec("top_scores", "FP32", (TOP_K,))
-SAE_SCORES = TensorSpec("sae_scores", "FP32", (VARIABLE,))
-RBM_SCORES = TensorSpec("rbm_scores", "FP32", (VARIABLE,))
+TOP_SCORES = TensorSpec("top_scores", "FP32", (TOP_K,))  # their ranking values
+SAE_RANKING = TensorSpec("sae_ranking", "FP32", (VARIABLE,))
+RBM_RANKING = TensorSpec("rbm_ranking", "FP32", (VARIABLE,))
+SAE_SCORES = TensorSpec("sae_scores", "FP32", (VARIABLE,))  # the hybrid's predicted ratings
 
 OUTPUTS = (SCORES, TOP_IDS, TOP_SCORES)
+SCORING_OUTPUTS = (SCORES, RANKING, TOP_IDS, TOP_SCORES)
 MODEL_INPUTS: dict[str, tuple[TensorSpec, ...]] = {
     SAE: (RATINGS,),
     RBM: (RATINGS,),
-    HYBRID_BLEND: (RATINGS, SAE_SCORES, RBM_SCORES, WEIGHTS),
+    HYBRID_BLEND: (RATINGS, SAE_RANKING, RBM_RANKING, WEIGHTS),
     HYBRID: (RATINGS, WEIGHTS),
 }
-MODEL_OUTPUTS: dict[str, tuple[TensorSpec, ...]] = {name: OUTPUTS for name in ALL_MODELS}
+MODEL_OUTPUTS: dict[str, tuple[TensorSpec, ...]] = {
+    SAE: SCORING_OUTPUTS,
+    RBM: SCORING_OUTPUTS,
+    HYBRID_BLEND: OUTPUTS,
+    HYBRID: (*OUTPUTS, SAE_SCORES),
+}
+# Per served model: the output a client ranks by, and the one holding predicted ratings.
+RANKING_OUTPUT = {SAE: RANKING.name, RBM: RANKING.name, HYBRID: SCORES.name}
+PREDICTED_RATINGS_OUTPUT = {SAE: SCORES.name, HYBRID: SAE_SCORES.name}

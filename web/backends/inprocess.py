@@ -60,20 +60,24 @@ class InProcessBackend(ModelBackend):
     ) -> RecommendationResult:
         self._load()
         user = ranking.parse(query, self.catalogue, model)
-        scores = predicted = None
+        ranked = predicted = None
         if user.ratings:
             inputs = rec.ratings_matrix([user], self.catalogue.n_items)
-            parts = ranking.HYBRID_PARTS if model == "hybrid" else (model,)
+            parts = ranking.HYBRID_PARTS if model == rec.HYBRID else (model,)
+            scores, rankings = {}, {}
             with torch.inference_mode():
-                outputs = {part: self.models[part](inputs)[0] for part in parts}
-            scores, predicted = ranking.mixed_scores(model, user, self.catalogue, outputs)
-        return ranking.rank(
+                for part in parts:
+                    scores[part], rankings[part] = self.models[part](inputs)
+            rows, predicted_rows = rec.served_ranking(model, [user], rankings, scores, inputs)
+            ranked = rows[0]
+            predicted = None if predicted_rows is None else predicted_rows[0]
+        return ranking.answer(
             model,
             self.versions[model],
             self.catalogue,
             self.vectors[model],
             user,
-            scores,
+            ranked,
             predicted,
         )
 

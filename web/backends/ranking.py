@@ -16,7 +16,7 @@ from handlers import recommendation as rec
 from web.backends.base import BackendRejected, RecommendationResult, RecommendRequest
 
 # The hybrid mixes these scorers; explanations use each part's own item vectors.
-HYBRID_PARTS = ("sae", "rbm")
+HYBRID_PARTS = rec.HYBRID_PARTS
 VERSION_DIGEST_CHARS = 12
 
 
@@ -38,9 +38,9 @@ def file_version(path: Path) -> str:
 
 
 def parse(query: RecommendRequest, catalogue: rec.Catalogue, model: str) -> rec.UserQuery:
-    names = HYBRID_PARTS if model == "hybrid" else ()
+    names = HYBRID_PARTS if model == rec.HYBRID else ()
     body = query.to_json()
-    if model != "hybrid":
+    if model != rec.HYBRID:
         body.pop("weights", None)
     try:
         return rec.parse_request(json.loads(json.dumps(body)), catalogue, names).users[0]
@@ -48,45 +48,30 @@ def parse(query: RecommendRequest, catalogue: rec.Catalogue, model: str) -> rec.
         raise BackendRejected(exc.message, exc.status) from exc
 
 
-def mixed_scores(
-    model: str, user: rec.UserQuery, catalogue: rec.Catalogue, parts: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(ranking scores, predicted ratings or None) from per-part score rows, as the handlers."""
-    if model != "hybrid":
-        return parts[model], parts[model] if model == "sae" else None
-    mask = rec.candidate_mask([user], catalogue.n_items)
-    mixed = rec.hybrid_scores(
-        {part: parts[part].unsqueeze(0) for part in HYBRID_PARTS}, mask, [user.weights]
-    )[0]
-    return mixed, parts["sae"]
-
-
-def rank(
+def answer(
     model: str,
     version: str,
     catalogue: rec.Catalogue,
     vectors: torch.Tensor | None,
     user: rec.UserQuery,
-    scores: torch.Tensor | None,
+    ranking: torch.Tensor | None,
     predicted: torch.Tensor | None = None,
 ) -> RecommendationResult:
-    """One user's answer from the model's score row [n_items], as the handlers build it.
+    """One user's answer from what the model ranks by (a row [n_items]), by the handlers'
+    ranking path (``rec.ranked_answers``); no ratings -> the popularity fallback.
 
     ``vectors`` None (no item vectors at hand) leaves the explanations out.
     """
-    if not user.ratings or scores is None:
-        answer = rec.popular_answer(catalogue, user)
+    if not user.ratings or ranking is None:
+        found = rec.popular_answer(catalogue, user)
     else:
-        mask = rec.candidate_mask([user], catalogue.n_items)[0]
-        columns = rec.top_k(scores, mask, user.k)
-        explain = user.explain and vectors is not None
-        reasons = rec.because(vectors, columns, user) if explain else None
-        answer = rec.model_answer(catalogue, user, columns, scores, predicted, reasons)
-    return RecommendationResult.from_dict({"model": model, "version": version, **answer})
+        rows = None if predicted is None else predicted.unsqueeze(0)
+        (found,) = rec.ranked_answers(catalogue, [user], ranking.unsqueeze(0), rows, vectors)
+    return RecommendationResult.from_dict({"model": model, "version": version, **found})
 
 
 def explanation_vectors(states: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Per served model, unit item vectors (the hybrid concatenates its parts', as its handler)."""
     vectors = {name: rec.item_vectors(name, state) for name, state in states.items()}
-    vectors["hybrid"] = rec.normalise_rows(torch.cat([vectors[p] for p in HYBRID_PARTS], dim=1))
+    vectors[rec.HYBRID] = rec.normalise_rows(torch.cat([vectors[p] for p in HYBRID_PARTS], dim=1))
     return vectors

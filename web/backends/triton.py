@@ -1,5 +1,6 @@
-"""Triton over gRPC: raw scores for a rating vector; top-k, explanations and the popularity
-fallback are done here with the handlers' rules (``web.backends.ranking``)."""
+"""Triton over gRPC: the served ranking (and predicted ratings) for a rating vector; top-k,
+explanations and the popularity fallback go the handlers' one ranking path
+(``web.backends.ranking``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from training.serving.triton_client import (
     TritonClientError,
     TritonInvalidInputError,
     hybrid_weights,
+    ranked_outputs,
 )
 from web.backends import ranking
 from web.backends.base import (
@@ -69,22 +71,23 @@ class TritonBackend(ModelBackend):
     ) -> RecommendationResult:
         catalogue = self._ensure_catalogue()
         user = ranking.parse(query, catalogue, model)
-        scores = predicted = None
+        ranked = predicted = None
         if user.ratings:
             inputs = rec.ratings_matrix([user], catalogue.n_items).numpy()
             weights = None
             if model == tn.HYBRID:
                 weights = hybrid_weights(user.weights["sae"], user.weights["rbm"], 1)
             try:
-                raw = self.client.scores(model, inputs, weights)
+                prediction = self.client.infer(model, inputs, weights, ranked_outputs(model))
             except TritonInvalidInputError as exc:
                 raise BackendRejected(str(exc)) from exc
             except TritonClientError as exc:
                 raise BackendUnavailable(f"Triton at {self.client.url}: {exc}") from exc
-            scores = torch.from_numpy(np.asarray(raw[0], dtype=np.float32))
-            predicted = scores if model == tn.SAE else None
+            rows, predicted_rows = prediction.served(model)
+            ranked = _row(rows)
+            predicted = None if predicted_rows is None else _row(predicted_rows)
         vectors = self._vectors[model] if self._vectors else None
-        return ranking.rank(model, TRITON_VERSION, catalogue, vectors, user, scores, predicted)
+        return ranking.answer(model, TRITON_VERSION, catalogue, vectors, user, ranked, predicted)
 
     def health(self) -> dict[str, str]:
         state = self.client.health()
@@ -96,3 +99,7 @@ class TritonBackend(ModelBackend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _row(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(batch[0], dtype=np.float32))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from web import db
+from web.analytics import COMPARE_METRICS, compare_figures, load_offline_report, offline_table
 from web.app import services
 from web.config import MODEL_NAMES
 from web.experiment import arm_stats, assign
@@ -75,7 +76,12 @@ def compare():
     context = _panels_context(list(MODEL_NAMES), _k_arg(), "compare")
     if request.htmx:
         return render_template("partials/compare_panels.html", **context)
-    return render_template("model_compare.html", **context)
+    table = offline_table(load_offline_report(services().settings.evaluation_report))
+    offline = compare_figures(table, MODEL_NAMES)
+    metrics = [m for m in COMPARE_METRICS if any(m in figures for figures in offline.values())]
+    return render_template(
+        "model_compare.html", offline=offline, offline_metrics=metrics, **context
+    )
 
 
 @bp.post("/feedback")
