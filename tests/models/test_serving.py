@@ -99,16 +99,37 @@ def test_serving_rbm_matches_the_trained_one(encoding, sparse_input, quantize, a
         assert _close(torch.jit.script(served)(ratings[1:2]), [e[1:2] for e in expected], atol)
 
 
+@pytest.mark.parametrize("model", ["sae", "rbm"])
+def test_int8_answers_do_not_depend_on_batch_mates(model):
+    """Dynamic quantization scales activations per call: row by row, a user's scores are the
+    same alone as in any batch (to float32 rounding)."""
+    if model == "sae":
+        net = _randomised(
+            SAENet(N_ITEMS, SAEParams(hidden_layers=[6], n_members=2, watch_hidden=5))
+        )
+    else:
+        net = _randomised(RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16, n_members=2)))
+    served = torch.jit.script(serving_module(net))
+    ratings = _ratings()
+    with torch.no_grad():
+        together = served(ratings)
+        for row in range(len(ratings)):
+            alone = served(ratings[row : row + 1])
+            for batched, single in zip(together, alone, strict=True):
+                # float32 rounding only; per-batch activation scales move scores ~1e-3
+                assert torch.allclose(batched[row : row + 1], single, rtol=0, atol=1e-6)
+
+
 def test_int8_serving_forms_hold_a_quarter_of_the_output_bytes():
     net = _randomised(SAENet(N_ITEMS, SAEParams(hidden_layers=[6, 3], n_members=2)))
     served = serving_module(net)
-    layers = [served.decoder, *served.hidden]
+    layers = [wrapper.layer for wrapper in (served.decoder, *served.hidden)]
     assert all(isinstance(layer, DynamicLinear) for layer in layers)
     assert all(layer.weight().dtype == torch.qint8 for layer in layers)
     rbm = serving_module(_randomised(RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16, n_members=2))))
     assert len(rbm.visible) == 2
-    assert all(isinstance(layer, DynamicLinear) for layer in rbm.visible)
-    assert all(layer.weight().dtype == torch.qint8 for layer in rbm.visible)
+    assert all(isinstance(wrapper.layer, DynamicLinear) for wrapper in rbm.visible)
+    assert all(wrapper.layer.weight().dtype == torch.qint8 for wrapper in rbm.visible)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +218,7 @@ def test_serving_sae_with_watch_matches_both_outputs(params, sparse_input, quant
         # Probabilities of ~1/40 each: the absolute tolerance alone would hide a wrong one.
         assert torch.allclose(ranking, expected_ranking, rtol=1e-4, atol=1e-8)
     else:
-        assert isinstance(served.watch_decoder, DynamicLinear)
+        assert isinstance(served.watch_decoder.layer, DynamicLinear)
 
 
 def test_scripted_serving_sae_with_watch_saves_and_loads(tmp_path):

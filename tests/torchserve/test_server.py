@@ -124,7 +124,7 @@ def test_server_top_k_equals_the_in_process_models(client, checkpoints, prepared
     local = {}
     for name, path in checkpoints.items():
         with torch.inference_mode():
-            local[name] = serving_module(load_checkpoint(path).model)(rows).numpy()
+            local[name] = serving_module(load_checkpoint(path).model)(rows)[1].numpy()
     weights = {"sae": 0.3, "rbm": 0.7}
     for i, row in enumerate(PARITY_USERS):
         rated = rows[i].nonzero().squeeze(1).tolist()

@@ -54,19 +54,21 @@ def local_hybrid(onnx_repo, ratings, weights) -> dict[str, np.ndarray]:
         tn.HYBRID_BLEND,
         {
             **feeds,
-            tn.SAE_SCORES.name: local(onnx_repo, tn.SAE, feeds)[tn.SCORES.name],
-            tn.RBM_SCORES.name: local(onnx_repo, tn.RBM, feeds)[tn.SCORES.name],
+            tn.SAE_RANKING.name: local(onnx_repo, tn.SAE, feeds)[tn.RANKING.name],
+            tn.RBM_RANKING.name: local(onnx_repo, tn.RBM, feeds)[tn.RANKING.name],
             tn.WEIGHTS.name: weights,
         },
     )
 
 
-def assert_same_prediction(prediction, expected: dict[str, np.ndarray], ratings, item_ids) -> None:
+def assert_same_prediction(
+    prediction, expected: dict[str, np.ndarray], ratings, item_ids, ranked_by: str
+) -> None:
     np.testing.assert_allclose(prediction.scores, expected[tn.SCORES.name], atol=ATOL)
     np.testing.assert_allclose(prediction.top_scores, expected[tn.TOP_SCORES.name], atol=ATOL)
     # Tied scores may come in another order; the ids must still be a valid top-k.
     assert_valid_top_k(
-        expected[tn.SCORES.name], ratings, item_ids, prediction.top_ids, prediction.top_scores
+        expected[ranked_by], ratings, item_ids, prediction.top_ids, prediction.top_scores
     )
 
 
@@ -84,7 +86,8 @@ def test_metadata_and_config_are_the_committed_ones(triton_client):
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
         (tn.RATINGS.name, "FP32", ["-1", "-1"])
     ]
-    assert [t["name"] for t in metadata["outputs"]] == [spec.name for spec in tn.OUTPUTS]
+    outputs = [t["name"] for t in metadata["outputs"]]
+    assert outputs == [spec.name for spec in tn.MODEL_OUTPUTS[tn.SAE]]
     config = triton_client.config(tn.RBM)
     assert config["backend"] == tn.CPU_BACKEND  # --model-config-name=cpu took effect
     assert config["max_batch_size"] == tn.MAX_BATCH_SIZE
@@ -96,18 +99,28 @@ def test_metadata_and_config_are_the_committed_ones(triton_client):
 def test_inference_equals_in_process_onnxruntime(
     triton_client, onnx_repo, prepared, ratings, model
 ):
-    prediction = triton_client.infer(model, ratings)
+    every = tuple(spec.name for spec in tn.MODEL_OUTPUTS[model])
+    prediction = triton_client.infer(model, ratings, outputs=every)
     expected = local(onnx_repo, model, {tn.RATINGS.name: ratings})
-    assert_same_prediction(prediction, expected, ratings, prepared.metadata["item_ids"])
+    np.testing.assert_allclose(prediction.ranking, expected[tn.RANKING.name], atol=ATOL)
+    assert_same_prediction(
+        prediction, expected, ratings, prepared.metadata["item_ids"], tn.RANKING.name
+    )
 
 
 def test_hybrid_ensemble_equals_in_process_onnxruntime(triton_client, onnx_repo, prepared, ratings):
     weights = np.random.default_rng(0).uniform(0.1, 1.0, (len(ratings), 2)).astype(np.float32)
-    prediction = triton_client.infer(tn.HYBRID, ratings, weights)
+    every = tuple(spec.name for spec in tn.MODEL_OUTPUTS[tn.HYBRID])
+    prediction = triton_client.infer(tn.HYBRID, ratings, weights, every)
     expected = local_hybrid(onnx_repo, ratings, weights)
-    assert_same_prediction(prediction, expected, ratings, prepared.metadata["item_ids"])
+    assert_same_prediction(
+        prediction, expected, ratings, prepared.metadata["item_ids"], tn.SCORES.name
+    )
+    # The ensemble hands back the SAE's predicted ratings beside the mix.
+    sae_outputs = local(onnx_repo, tn.SAE, {tn.RATINGS.name: ratings})
+    np.testing.assert_allclose(prediction.sae_scores, sae_outputs[tn.SCORES.name], atol=ATOL)
     only_sae = triton_client.scores(tn.HYBRID, ratings, hybrid_weights(1.0, 0.0, len(ratings)))
-    sae = triton_client.scores(tn.SAE, ratings)
+    sae = triton_client.infer(tn.SAE, ratings, outputs=(tn.RANKING.name,)).ranking
     unrated = ratings == 0
     low = np.where(unrated, sae, np.inf).min(axis=1, keepdims=True)
     high = np.where(unrated, sae, -np.inf).max(axis=1, keepdims=True)
