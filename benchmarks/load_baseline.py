@@ -17,9 +17,11 @@ from pathlib import Path
 
 from profiles import dense_ratings
 
+from handlers import contract
+
 BASELINE_MODELS = ("sae", "rbm")
 WARMUP_CALLS = 200
-TOP_K = 10
+TOP_K = contract.DEFAULT_K
 EXAMPLE_BATCH = 4  # rows a checkpoint's serving form is checked on
 PERCENTILES = (50, 95, 99)
 

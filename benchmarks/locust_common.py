@@ -29,6 +29,8 @@ from typing import Any
 from locust import events
 from locust.runners import MasterRunner
 
+from handlers import contract
+
 PROFILES_ENV = "MOVIEREC_LOAD_PROFILES"
 # Ranked lists people ask for: mostly a page of 10, sometimes a short strip or a long list.
 K_CHOICES = (5, 10, 20, 50)
@@ -126,7 +128,7 @@ def user_body(profile: dict, rng: random.Random) -> dict[str, Any]:
 
 def hybrid_weights(rng: random.Random) -> dict[str, float]:
     sae = rng.choice(HYBRID_SAE_WEIGHTS)
-    return {"sae": sae, "rbm": round(1.0 - sae, 3)}
+    return {contract.SAE: sae, contract.RBM: round(1.0 - sae, 3)}
 
 
 def batch_body(users: list[dict], rng: random.Random) -> dict[str, Any]:
@@ -154,10 +156,10 @@ def _call(model: str, kind: str, name: str, batch: bool = False):
 # most, then the RBM and the hybrid, and a few bodies of several users. Each user class
 # supplies ``predict(model, body, name, batch=False)``.
 TORCHSERVE_MIX = {
-    _call("sae", "single", "sae"): 6,
-    _call("rbm", "single", "rbm"): 2,
-    _call("hybrid", "hybrid", "hybrid"): 2,
-    _call("sae", "batch", "sae batch", batch=True): 1,
+    _call(contract.SAE, "single", contract.SAE): 6,
+    _call(contract.RBM, "single", contract.RBM): 2,
+    _call(contract.HYBRID, "hybrid", contract.HYBRID): 2,
+    _call(contract.SAE, "batch", f"{contract.SAE} batch", batch=True): 1,
 }
 
 

@@ -19,13 +19,15 @@ import re
 import locust_common as common
 from locust import FastHttpUser, between, task
 
+from handlers import contract
+
 THINK_TIME_S = (0.1, 0.5)
 SEED_RATINGS = 5  # ratings a visitor gives on arrival, so recommendations are personal
 RECOMMENDATION_KS = (10, 10, 10, 20)  # the default page, sometimes "show 10 more"
 GENRE_FILTER_SHARE = 0.2
 HTMX = {"HX-Request": "true"}
-FEEDBACK_KINDS = ("up", "down", "watched")
-MODELS = ("sae", "rbm", "hybrid")
+FEEDBACK_KINDS = contract.FEEDBACK_KINDS
+MODELS = contract.SERVED_MODELS
 MODEL_SWITCH_SHARE = 0.3  # clicks on another model's tab instead of the A/B arm's default
 # The feedback form of every recommended movie: its id and the panel's model.
 SHOWN = re.compile(rb'name="movie_id" value="(\d+)">\s*<input type="hidden" name="model" '

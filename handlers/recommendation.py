@@ -19,17 +19,16 @@ from typing import Any
 
 import torch
 
+try:  # inside a .mar the contract sits beside this file, as a top-level module
+    import contract
+except ImportError:  # in the repository
+    from handlers import contract
+
 try:  # 3-5x faster JSON; the worker falls back to the standard library without it
     import orjson
 except ImportError:  # pragma: no cover - orjson is pinned in the project
     orjson = None
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
-LIKED_RATING = 4.0  # explanations come from the movies a user rated at least this high
-DEFAULT_K = 10
-MAX_K = 100
-MAX_USERS = 50  # per body ("users": [...]); a bigger batch belongs in an offline job
-MAX_BODY_BYTES = 1 << 20
 MAX_BECAUSE = 3  # movies named per explanation
 MAX_LISTED = 10  # offending ids/values quoted in one error message
 JSON_CONTENT_TYPE = "application/json"
@@ -41,9 +40,15 @@ SERVING_SAE_DECODER_FLOAT = "decoder_float_weight"  # float32 copy beside an int
 SERVING_SAE_MEMBERS = "members"
 SERVING_RBM_WEIGHT = "weight_by_item"
 
-# The served models and the hybrid's parts, by the names clients use.
-SAE, RBM, HYBRID = "sae", "rbm", "hybrid"
-HYBRID_PARTS = (SAE, RBM)
+# The contract's values this module's callers use by these names.
+SAE, RBM, HYBRID, HYBRID_PARTS = contract.SAE, contract.RBM, contract.HYBRID, contract.HYBRID_PARTS
+MIN_RATING, MAX_RATING, LIKED_RATING = (
+    contract.MIN_RATING,
+    contract.MAX_RATING,
+    contract.LIKED_RATING,
+)
+DEFAULT_K, MAX_K, MAX_USERS = contract.DEFAULT_K, contract.MAX_K, contract.MAX_USERS
+MAX_BODY_BYTES, ERRORS = contract.MAX_BODY_BYTES, contract.ERRORS
 
 STRATEGY_MODEL = "model"
 STRATEGY_POPULARITY = "popularity"
@@ -52,24 +57,6 @@ STRATEGY_POPULARITY = "popularity"
 CATALOGUE_FILE = "movies.json"
 POPULARITY_FILE = "popularity.json"
 METADATA_FILE = "model_metadata.json"
-
-# code -> (HTTP status, when). The README's error table is this dict.
-ERRORS: dict[str, tuple[int, str]] = {
-    "unsupported_media_type": (415, "Content-Type is not application/json"),
-    "body_too_large": (413, f"body larger than {MAX_BODY_BYTES} bytes"),
-    "invalid_json": (400, "body is not valid JSON (UTF-8)"),
-    "invalid_body": (400, "body (or an entry of users) is not a JSON object, or users not a list"),
-    "unknown_fields": (400, "fields the API does not know; the message names them"),
-    "missing_field": (400, "neither ratings nor users given, or both"),
-    "invalid_ratings": (400, "ratings is not an object of movie id -> rating"),
-    "unknown_movie_ids": (422, "movie ids not in the model's catalogue"),
-    "invalid_rating": (422, f"a rating is not a number from {MIN_RATING:g} to {MAX_RATING:g}"),
-    "invalid_k": (422, f"k is not an integer from 1 to {MAX_K}"),
-    "invalid_flag": (400, "exclude_rated or explain is not true/false"),
-    "invalid_weights": (422, "weights is not an object of model -> non-negative number"),
-    "too_many_users": (422, f"more than {MAX_USERS} users in one body"),
-    "internal_error": (500, "the server failed on this request (others are unaffected)"),
-}
 
 _USER_FIELDS = frozenset({"ratings", "k", "exclude_rated", "explain"})
 _BATCH_FIELDS = frozenset({"users", "k", "exclude_rated", "explain"})

@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import torch
 
+from handlers import contract
 from training.metrics.beyond_accuracy import item_popularity
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
+MIN_RATING, MAX_RATING = contract.MIN_RATING, contract.MAX_RATING
 # Surprise's BaselineOnly (ALS) defaults: item and user regularisation, and sweeps.
 ITEM_REG = 10.0
 USER_REG = 15.0

@@ -15,12 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from handlers import contract
 from training.config import ConfigError, Paths, get_logger
 from web import secret_store
 
 log = get_logger("web")
 
-MODEL_NAMES = ("sae", "rbm", "hybrid")
+MODEL_NAMES = contract.SERVED_MODELS
 # SQLite's PRAGMA synchronous levels (web/db.py says why NORMAL is the default).
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = "NORMAL"

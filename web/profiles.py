@@ -9,10 +9,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from handlers import contract
 from web.journal import Journal
 from web.tables import Rating, User, WebSession, utcnow
 
-MIN_RATING, MAX_RATING = 1, 5
+# Whole stars, in the contract's range.
+MIN_RATING, MAX_RATING = int(contract.MIN_RATING), int(contract.MAX_RATING)
 USER_AGENT_LENGTH = 256
 # A visit moves its session's last_seen only when the stored one is older than this: "active
 # in the last minute" needs no more, and a write per page view would cost every page a write.

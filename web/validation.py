@@ -16,15 +16,16 @@ from pydantic import (
     model_validator,
 )
 
+from handlers import contract
 from web.catalog import Catalog
 from web.config import MODEL_NAMES
 from web.profiles import MAX_RATING, MIN_RATING
 
-MAX_K = 100
-DEFAULT_K = 10
+MAX_K = contract.MAX_K
+DEFAULT_K = contract.DEFAULT_K
 MAX_BATCH_USERS = 64
 MAX_USER_ID_LENGTH = 64
-FEEDBACK_KINDS = ("up", "down", "watched")
+FEEDBACK_KINDS = contract.FEEDBACK_KINDS
 
 ModelName = Literal["sae", "rbm", "hybrid"]
 Stars = Annotated[float, Field(ge=MIN_RATING, le=MAX_RATING, strict=True)]

@@ -15,12 +15,14 @@ import json
 import sys
 from pathlib import Path
 
+from handlers import contract
+
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 RATE = "$__rate_interval"
-MODELS = ("sae", "rbm")
+MODELS = contract.SCORING_MODELS
 
 
 class Layout:

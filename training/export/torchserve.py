@@ -32,7 +32,7 @@ ARCHIVES = ("sae", "rbm", "hybrid")
 # archive -> the checkpoints (TorchScript files) it carries; the first is its serialized file.
 ARCHIVE_PARTS = {"sae": ("sae",), "rbm": ("rbm",), "hybrid": ("sae", "rbm")}
 HANDLER_FILES = {"sae": "sae_handler.py", "rbm": "rbm_handler.py", "hybrid": "hybrid_handler.py"}
-SHARED_HANDLER_MODULES = ("recommendation.py", "recommender_handler.py")
+SHARED_HANDLER_MODULES = ("contract.py", "recommendation.py", "recommender_handler.py")
 DEFAULT_VERSION = "1.0"
 EXAMPLE_BATCH = 4  # users in the batch the serving forms are checked on
 # The served forms keep their output layers in int8 (training.models.serving): each score may

@@ -23,12 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from handlers import contract
 from training.config import SAEParams
 from training.data.encoding import prepare_autoencoder_data
 from training.metrics.ranking import ranking_metrics, rating_metrics
 from training.models.base import BaseRecommender, log
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
+MIN_RATING, MAX_RATING = contract.MIN_RATING, contract.MAX_RATING
 ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,

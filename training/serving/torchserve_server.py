@@ -21,6 +21,7 @@ import psutil
 import requests
 import typer
 
+from handlers import contract
 from training.config import REPO_ROOT, Paths, get_logger
 from training.serving import processes
 from training.serving.torchserve_snapshot import startup_snapshot
@@ -31,7 +32,7 @@ SERVICE = "torchserve"
 CONFIGS = ("dev", "prod")
 CONFIG_DIR = REPO_ROOT / "docker" / "torchserve"
 LOG_CONFIG = CONFIG_DIR / "log4j2.xml"
-MODELS = ("sae", "rbm", "hybrid")
+MODELS = contract.SERVED_MODELS
 READY_TIMEOUT_S = 180
 LAUNCH_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30

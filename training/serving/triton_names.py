@@ -1,4 +1,4 @@
-"""The one place for Triton model names, tensor names, dtypes and batch sizes.
+"""Triton's model names, tensor specs (names from ``handlers.contract``), dtypes and batch sizes.
 
 The ONNX export, the committed ``config.pbtxt`` files, the gRPC client and the tests all read
 these values; ``tests/triton/test_configs.py`` checks that the configs and the graphs agree.
@@ -10,14 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Models, as Triton names them (folder names under triton_repo/).
-SAE = "sae"
-RBM = "rbm"
-HYBRID_BLEND = "hybrid_blend"  # the ensemble's last step: weighted mix of the two models' scores
-HYBRID = "hybrid"  # ensemble: ratings + weights -> sae, rbm -> hybrid_blend
-SCORING_MODELS = (SAE, RBM)
+from handlers import contract
+
+# Models, as Triton names them (folder names under triton_repo/): the contract's, plus the
+# ensemble's blending step.
+SAE = contract.SAE
+RBM = contract.RBM
+HYBRID_BLEND = "hybrid_blend"  # the ensemble's last step: weighted mix of the two rankings
+HYBRID = contract.HYBRID  # ensemble: ratings + weights -> sae, rbm -> hybrid_blend
+SCORING_MODELS = contract.SCORING_MODELS
 ONNX_MODELS = (SAE, RBM, HYBRID_BLEND)  # every model `movierec export onnx` writes a graph for
-SERVED_MODELS = (SAE, RBM, HYBRID)  # what clients call
+SERVED_MODELS = contract.SERVED_MODELS  # what clients call
 ALL_MODELS = (*ONNX_MODELS, HYBRID)
 
 MODEL_VERSION = "1"
@@ -61,9 +64,9 @@ def cpu_onnx_filename(model: str) -> str:
 
 
 # Top-k computed inside the graphs (rated items masked out), so clients need not fetch all scores.
-TOP_K = 50
+TOP_K = contract.GRAPH_TOP_K
 # Hybrid weights per request: [w_sae, w_rbm], non-negative, not both zero.
-N_HYBRID_WEIGHTS = 2
+N_HYBRID_WEIGHTS = len(contract.HYBRID_PARTS)
 
 # Tensors. dims exclude the batch axis; -1 = the catalogue size (fixed in each graph, so one
 # config serves any dataset; a request of the wrong width is rejected by the backend).
@@ -88,18 +91,18 @@ class TensorSpec:
 
 TRITON_TO_NUMPY = {"FP32": np.float32, "INT64": np.int64}
 
-RATINGS = TensorSpec("ratings", "FP32", (VARIABLE,))
-WEIGHTS = TensorSpec("weights", "FP32", (N_HYBRID_WEIGHTS,))
+RATINGS = TensorSpec(contract.RATINGS, "FP32", (VARIABLE,))
+WEIGHTS = TensorSpec(contract.WEIGHTS, "FP32", (N_HYBRID_WEIGHTS,))
 # The model's own scores: the SAE's predicted ratings (1-5), the RBM's probabilities, the
 # hybrid's mix (which is also its ranking).
-SCORES = TensorSpec("scores", "FP32", (VARIABLE,))
+SCORES = TensorSpec(contract.SCORES, "FP32", (VARIABLE,))
 # What top_ids are taken from (the SAE's "will watch and like", the RBM's probabilities).
-RANKING = TensorSpec("ranking", "FP32", (VARIABLE,))
-TOP_IDS = TensorSpec("top_ids", "INT64", (TOP_K,))  # MovieLens item ids, best first
-TOP_SCORES = TensorSpec("top_scores", "FP32", (TOP_K,))  # their ranking values
-SAE_RANKING = TensorSpec("sae_ranking", "FP32", (VARIABLE,))
-RBM_RANKING = TensorSpec("rbm_ranking", "FP32", (VARIABLE,))
-SAE_SCORES = TensorSpec("sae_scores", "FP32", (VARIABLE,))  # the hybrid's predicted ratings
+RANKING = TensorSpec(contract.RANKING, "FP32", (VARIABLE,))
+TOP_IDS = TensorSpec(contract.TOP_IDS, "INT64", (TOP_K,))  # MovieLens item ids, best first
+TOP_SCORES = TensorSpec(contract.TOP_SCORES, "FP32", (TOP_K,))  # their ranking values
+SAE_RANKING = TensorSpec(contract.SAE_RANKING, "FP32", (VARIABLE,))
+RBM_RANKING = TensorSpec(contract.RBM_RANKING, "FP32", (VARIABLE,))
+SAE_SCORES = TensorSpec(contract.SAE_SCORES, "FP32", (VARIABLE,))  # the hybrid's predicted ratings
 
 OUTPUTS = (SCORES, TOP_IDS, TOP_SCORES)
 SCORING_OUTPUTS = (SCORES, RANKING, TOP_IDS, TOP_SCORES)
