@@ -23,7 +23,7 @@ export DO_NOT_TRACK := 1
 
 .PHONY: help setup system-deps up pipeline data train evaluate tune export export-torchserve \
 	export-onnx serve serve-triton web down test lint clean bench bench-smoke soak \
-	bench-torchserve bench-triton gpu-check monitor monitor-check dashboards images compose-up
+	bench-torchserve bench-triton gpu-check monitor monitor-check dashboards images compose-up docs
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -92,6 +92,10 @@ test: $(STAMP) ## Run the whole test suite (slow integration tests included)
 lint: $(STAMP) ## Ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+docs: $(STAMP) ## Regenerate docs/api.md and docs/configuration.md, build the site (MkDocs, strict) into .run/site
+	$(BIN)/python docs/generate.py
+	$(BIN)/mkdocs build --strict --quiet
 
 clean: ## Remove build outputs (keeps data and the venv)
 	rm -rf model_store/*.mar triton_repo/*/[0-9]*/ .pytest_cache
