@@ -108,9 +108,18 @@ def train(
     metrics: Annotated[
         Path | None, typer.Option(help="Folder for train_<model>.json figures.")
     ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Folder for train_<model>.csv learning curves.")
+    ] = None,
 ) -> None:
     """Train the SAE and/or the RBM with early stopping; saves data/checkpoints/<model>.pt."""
-    from training.train import MODEL_NAMES, train_model, train_summary
+    from training.train import (
+        CURVE_FILE,
+        MODEL_NAMES,
+        train_model,
+        train_summary,
+        write_learning_curve,
+    )
 
     names = MODEL_NAMES if model == "all" else (model,)
     if any(name not in MODEL_NAMES for name in names):
@@ -122,6 +131,8 @@ def train(
         if metrics is not None:
             metrics.mkdir(parents=True, exist_ok=True)
             (metrics / f"train_{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        if plots is not None:
+            write_learning_curve(result.history, plots / CURVE_FILE.format(model=name))
         typer.echo(json.dumps({"model": name, "checkpoint": str(result.checkpoint), **figures}))
 
 

@@ -230,8 +230,24 @@ def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
     }
 
 
+# What DVC tracks of each model (``dvc metrics show``): the rating figures where the model
+# predicts ratings, and the ranking and beyond-accuracy headline at the headline K. Every other
+# figure stays in the report (data/reports/evaluation.json) and the MLflow run.
+HEADLINE_RATING = ("rmse", "mae")
+HEADLINE_AT_K = ("precision", "ndcg", "coverage", "median_popularity")
+
+
+def headline_figures(result: dict[str, Any], k: int) -> dict[str, float]:
+    """One model's headline figures (those it has) out of its ``flat_figures``."""
+    flat = flat_figures(result)
+    names = [*HEADLINE_RATING, *(f"{name}@{k}" for name in HEADLINE_AT_K)]
+    return {name: flat[name] for name in names if name in flat}
+
+
 def write_metrics(report: dict[str, Any], path: Path) -> Path:
-    figures = {name: flat_figures(result) for name, result in report["models"].items()}
+    """The DVC metrics file: every model's headline figures (the full report is elsewhere)."""
+    k = report["protocol"]["headline_k"]
+    figures = {name: headline_figures(result, k) for name, result in report["models"].items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return path

@@ -4,7 +4,9 @@
 client sees them: NDCG@k and precision@k from the graph's ``top_ids`` (not from a top-k taken
 here), RMSE from the SAE's ``scores``, the median popularity of the served lists, and the hybrid as
 the ensemble chains it (sae and rbm, then hybrid_blend at the default weights). Float32 graphs are
-what production serves on the GPU; the int8 twins are what the CPU configs serve.
+what production serves on the GPU; the int8 twins are what the CPU configs serve. The DVC metrics
+file (``data/metrics/served.json``) holds those figures per graph and model; the users scored,
+K and the hybrid's weights are printed with them.
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ def evaluate_served(repo: Path, prepared: Path, k: int, threshold: float) -> dic
     return result
 
 
+def served_metrics(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """The figures of ``evaluate_served``'s report, {graph: {model: {figure: value}}}, for DVC."""
+    return {
+        variant: {
+            model: {name: value for name, value in values.items() if name != "weights"}
+            for model, values in figures.items()
+        }
+        for variant, figures in report["graphs"].items()
+    }
+
+
 def evaluate_served_command(
     params: Annotated[Path, typer.Option("--params", help="params.yaml to read.")] = Path(
         "params.yaml"
@@ -125,10 +138,12 @@ def evaluate_served_command(
     )
     target = metrics or paths.data / "metrics" / METRICS_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for variant, figures in report["graphs"].items():
-        for model, values in figures.items():
-            shown = {name: v for name, v in values.items() if name != "weights"}
+    figures = served_metrics(report)
+    target.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    weights = next(iter(report["graphs"].values()))[tn.HYBRID]["weights"]
+    typer.echo(f"{report['n_users']} test users, k {report['k']}, hybrid weights {weights}")
+    for variant, models in figures.items():
+        for model, shown in models.items():
             typer.echo(
                 f"{variant:8} {model:7} " + "  ".join(f"{n} {v:.4f}" for n, v in shown.items())
             )

@@ -4,6 +4,7 @@ every run tracked in MLflow (params, per-epoch curves, test metrics, plots, regi
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import tempfile
@@ -231,13 +232,49 @@ def plot_history(history: History, monitor: str, path: Path, title: str) -> Path
     return path
 
 
+# The K of a training stage's headline test figures (the nearest one evaluated when not 10).
+SUMMARY_K = 10
+SUMMARY_TEST_FIGURES = ("test_rmse", "test_mae", "test_precision_at_{k}", "test_ndcg_at_{k}")
+CURVE_FILE = "train_{model}.csv"  # the learning curve a training stage writes (a DVC plot)
+
+
 def train_summary(result: TrainResult) -> dict[str, Any]:
-    """The figures DVC tracks for a training stage."""
+    """The figures DVC tracks for a training stage (``data/metrics/train_<model>.json``): the
+    best epoch and its time, and the headline test figures (those the model has) at SUMMARY_K.
+    Every test figure is in the checkpoint and the MLflow run; the per-epoch figures are the
+    learning curve (``write_learning_curve``)."""
+    test = result.test_metrics
+    ks = {int(name.rsplit("_at_", 1)[1]) for name in test if "_at_" in name}
+    k = min(ks, key=lambda k: (abs(k - SUMMARY_K), k)) if ks else SUMMARY_K
+    names = [name.format(k=k) for name in SUMMARY_TEST_FIGURES]
     return {
         "best_epoch": result.history.best_epoch,
         "best_validation": result.history.best_value,
         "epochs_run": len(result.history.train_loss),
         "seconds_to_best": round(result.history.seconds_to_best, 2),
         "seconds_total": round(result.history.seconds_total, 2),
-        **result.test_metrics,
+        **{name: test[name] for name in names if name in test},
     }
+
+
+def learning_curve(history: History) -> list[dict[str, float]]:
+    """One row per epoch: the epoch (from 1), its training loss and its validation figures."""
+    return [
+        {"epoch": epoch, "train_loss": round(loss, 6)}
+        | {name: round(float(value), 6) for name, value in figures.items()}
+        for epoch, (loss, figures) in enumerate(
+            zip(history.train_loss, history.validation, strict=True), start=1
+        )
+    ]
+
+
+def write_learning_curve(history: History, path: Path) -> Path:
+    """The learning curve as CSV (``dvc plots show`` draws it; dvc.yaml names the columns)."""
+    rows = learning_curve(history)
+    columns = list(dict.fromkeys(name for row in rows for name in row)) or ["epoch", "train_loss"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

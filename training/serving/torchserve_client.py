@@ -1,31 +1,40 @@
 """Small clients for TorchServe: HTTP (inference, management, metrics) and gRPC inference.
 
-Shared by the web app, the tests and the benchmarks. Every call has a timeout; a non-2xx answer
-raises ``TorchServeError`` carrying the status and TorchServe's (or our handler's) JSON message.
+The one place that builds TorchServe HTTP requests: the web app's backend
+(``web/backends/torchserve.py``), the server helpers, the tests and the benchmarks use it. Every
+call has a timeout and goes over pooled keep-alive connections; a non-2xx answer raises
+``TorchServeError`` carrying the status and TorchServe's (or our handler's) JSON message, and no
+answer at all raises it with ``status`` None (``timed_out`` says whether the timeout ran out).
 With token authorization on (prod config), pass the keys from ``read_key_file``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 DEFAULT_TIMEOUT_S = 10.0
 MANAGEMENT_TIMEOUT_S = 120.0  # synchronous register/scale waits for workers to start
 JSON_HEADERS = {"Content-Type": "application/json"}
 GRPC_BODY_KEY = "body"  # the input name the handlers read the JSON body from
+POOL_CONNECTIONS = 32  # keep-alive connections per host (the web app's threads share them)
 
 
 class TorchServeError(RuntimeError):
     """TorchServe answered with an error (or not at all: ``status`` None)."""
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, body: Any = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.timed_out = timed_out
 
 
 def read_key_file(path: Path | str) -> dict[str, str]:
@@ -57,25 +66,41 @@ class TorchServeClient:
         inference_token: str | None = None,
         management_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        pool_connections: int = POOL_CONNECTIONS,
     ) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = (management_url or "").rstrip("/")
         self.metrics_url = (metrics_url or "").rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_connections, pool_maxsize=pool_connections)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._inference_auth = _bearer(inference_token)
         self._management_auth = _bearer(management_token)
 
     # -- inference -------------------------------------------------------------------------------
     def recommend(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST /predictions/<model> with a JSON body; the parsed answer or TorchServeError."""
-        return self._json(self.post_raw(model, json.dumps(body).encode("utf-8")))
+        return self._json(self.post_json(model, body))
+
+    def post_json(
+        self, model: str, body: Any, headers: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        """POST a JSON body; the raw response (any status), TorchServeError only for no answer."""
+        data = json.dumps(body).encode("utf-8")
+        return self.post_raw(model, data, headers=headers)
 
     def post_raw(
-        self, model: str, data: bytes, content_type: str | None = JSON_HEADERS["Content-Type"]
+        self,
+        model: str,
+        data: bytes,
+        content_type: str | None = JSON_HEADERS["Content-Type"],
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """The raw response (any status): for callers that inspect errors themselves."""
-        headers = {**self._inference_auth}
+        """The raw response (any status): for callers that inspect errors themselves.
+        ``headers`` are sent besides the content type and the token (e.g. X-Request-ID)."""
+        headers = {**(headers or {}), **self._inference_auth}
         if content_type is not None:
             headers["Content-Type"] = content_type
         return self._request("POST", f"{self.inference_url}/predictions/{model}", data=data,
@@ -127,6 +152,11 @@ class TorchServeClient:
         kwargs.setdefault("timeout", self.timeout)
         try:
             return self.session.request(method, url, **kwargs)
+        except requests.Timeout as exc:
+            raise TorchServeError(
+                f"{method} {url}: TorchServe did not answer within {kwargs['timeout']:g}s",
+                timed_out=True,
+            ) from exc
         except requests.RequestException as exc:
             raise TorchServeError(f"{method} {url}: TorchServe unreachable ({exc})") from exc
 

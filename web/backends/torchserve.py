@@ -1,10 +1,17 @@
-"""TorchServe over HTTP (the default backend): the issue-4 JSON contract, pooled connections."""
+"""TorchServe over HTTP (the default backend): the issue-4 JSON contract, pooled connections.
+
+The requests are ``training.serving.torchserve_client.TorchServeClient``'s (the project's one
+TorchServe HTTP client); this maps its answers onto the backend errors: no answer, a timeout or
+a 5xx (and 404, a model TorchServe does not serve) is BackendUnavailable, any other 4xx is
+BackendRejected with the server's message.
+"""
 
 from __future__ import annotations
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from training.monitoring.logging_config import REQUEST_ID_HEADER
+from training.serving.torchserve_client import TorchServeClient, TorchServeError
 from web.backends.base import (
     BackendRejected,
     BackendUnavailable,
@@ -14,7 +21,6 @@ from web.backends.base import (
 )
 from web.backends.health import probe_models
 
-POOL_CONNECTIONS = 32
 CLIENT_ERROR = range(400, 500)
 
 
@@ -24,27 +30,19 @@ class TorchServeBackend(ModelBackend):
     def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_CONNECTIONS)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers["Content-Type"] = "application/json"
-        if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._client = TorchServeClient(self.base_url, inference_token=token, timeout=timeout_s)
 
     def _post(self, model: str, body: dict, request_id: str) -> dict | list:
-        url = f"{self.base_url}/predictions/{model}"
         try:
-            response = self._session.post(
-                url, json=body, timeout=self.timeout_s, headers={"X-Request-ID": request_id}
-            )
-        except requests.Timeout as exc:
+            response = self._client.post_json(model, body, headers={REQUEST_ID_HEADER: request_id})
+        except TorchServeError as exc:
+            if exc.timed_out:
+                raise BackendUnavailable(
+                    f"TorchServe at {self.base_url} did not answer within {self.timeout_s:g}s"
+                ) from exc
+            cause = type(exc.__cause__ or exc).__name__
             raise BackendUnavailable(
-                f"TorchServe at {self.base_url} did not answer within {self.timeout_s:g}s"
-            ) from exc
-        except requests.RequestException as exc:
-            raise BackendUnavailable(
-                f"TorchServe at {self.base_url} is unreachable ({type(exc).__name__})"
+                f"TorchServe at {self.base_url} is unreachable ({cause})"
             ) from exc
         if response.status_code in CLIENT_ERROR and response.status_code != 404:
             raise BackendRejected(_error_message(response), response.status_code)
@@ -70,7 +68,7 @@ class TorchServeBackend(ModelBackend):
         return probe_models(self)
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()
 
 
 def _error_message(response: requests.Response) -> str:
