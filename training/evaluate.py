@@ -34,6 +34,8 @@ from training.metrics.beyond_accuracy import (
     user_cold_start,
 )
 from training.metrics.ranking import ranking_metrics, rating_metrics, top_k
+from training.models import load_checkpoint
+from training.models.base import BaseRecommender
 
 log = get_logger("evaluation")
 NEURAL_MODELS = ("sae", "rbm")
@@ -107,6 +109,17 @@ def evaluate_scores(
     return result
 
 
+def evaluate_model(
+    recommender: BaseRecommender, train: torch.Tensor, test: torch.Tensor, **kwargs: Any
+) -> dict[str, Any]:
+    """``evaluate_scores`` of a recommender's (scores, ranking) for the train matrix; rating
+    metrics when its scores are predicted ratings (``rating_scores``)."""
+    scores, ranking = recommender.predict_both(train)
+    return evaluate_scores(
+        scores, train, test, rating_scores=recommender.rating_scores, ranking=ranking, **kwargs
+    )
+
+
 def flat_figures(result: dict[str, Any]) -> dict[str, float]:
     """The scalar figures of one model (rating, ranking, beyond-accuracy, business), for DVC."""
     flat: dict[str, float] = {}
@@ -163,8 +176,6 @@ def tune_hybrid_weights(
 def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
     """Score the SAE, the RBM, the hybrid (default and validation-tuned weights) and the
     baselines with one protocol; the full report."""
-    from training.models import load_checkpoint
-
     data = load_prepared(paths.prepared(params.data.dataset))
     item_genres = [movie["genres"] for movie in data.movies]
     settings = {
@@ -185,7 +196,7 @@ def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
         extra = getattr(recommender, "extra", {}) or {}
         _check_catalogue(name, extra, data, path)
         training_runs[name] = extra.get("mlflow_run_id")
-        models[name] = recommender.evaluate(data.train, data.test, **settings)
+        models[name] = evaluate_model(recommender, data.train, data.test, **settings)
         models[name]["best_epoch"] = recommender.history.best_epoch
         models[name]["seconds_to_best"] = round(recommender.history.seconds_to_best, 2)
         if recommender.history.choices:

@@ -7,6 +7,7 @@ import torch
 
 from training.config import Params, get_logger
 from training.models.base import BaseRecommender
+from training.tracking import MLFLOW_MODEL_REQUIREMENTS
 
 log = get_logger("training")
 # The figure that decides the champion, and whether higher is better.
@@ -43,8 +44,6 @@ def register_model(
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
-
-    from training.train import MLFLOW_MODEL_REQUIREMENTS
 
     example = torch.zeros(SIGNATURE_EXAMPLE_USERS, recommender.n_items)
     example[0, :5] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])

@@ -14,6 +14,9 @@ from pathlib import Path
 from training.config import Paths
 
 DAGSHUB_URI = "https://dagshub.com/{owner}/{name}.mlflow"
+# pip requirements for the logged MLflow model (training.registry), given explicitly so MLflow
+# does not freeze the env.
+MLFLOW_MODEL_REQUIREMENTS = ["torch==2.13.0", "numpy<2"]
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,6 @@ from training.monitoring.training_metrics import TEXTFILE_NAME, write_training_t
 
 log = get_logger("training")
 MODEL_NAMES = tuple(RECOMMENDERS)
-# pip requirements for the logged MLflow model, given explicitly so MLflow does not freeze the env.
-MLFLOW_MODEL_REQUIREMENTS = ["torch==2.13.0", "numpy<2"]
 
 
 def resolve_device(choice: str) -> torch.device:

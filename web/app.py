@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from htmx_flask import Htmx
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from training.config import get_logger
 from web import compression, db, errors, instrumentation, journal
+from web import services as app_services
 from web.analytics import HTTP_EVENT, load_offline_report
-from web.backends import ModelBackend, make_backend
-from web.cache import RecommendationCache, make_cache
+from web.backends import make_backend
+from web.cache import make_cache
 from web.catalog import Catalog
 from web.config import WebSettings
 from web.recommending import MS_PER_S, Recommender, record_event
@@ -26,21 +25,6 @@ log = get_logger("web")
 
 # Requests that are not worth an analytics event (assets, probes, scrapes).
 UNTRACKED_ENDPOINTS = {"static", "api_health.health", "movierec_metrics"}
-
-
-@dataclass
-class Services:
-    settings: WebSettings
-    engine: Engine
-    catalog: Catalog
-    backend: ModelBackend
-    cache: RecommendationCache
-    recommender: Recommender
-    limiter: Limiter
-
-
-def services() -> Services:
-    return current_app.extensions["movierec"]
 
 
 def create_app(settings: WebSettings | None = None) -> Flask:
@@ -80,14 +64,17 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         headers_enabled=True,
         strategy="moving-window",
     )
-    app.extensions["movierec"] = Services(
-        settings=settings,
-        engine=engine,
-        catalog=Catalog.load(settings.movies_path),
-        backend=backend,
-        cache=cache,
-        recommender=Recommender(backend, cache),
-        limiter=limiter,
+    app_services.init_app(
+        app,
+        app_services.Services(
+            settings=settings,
+            engine=engine,
+            catalog=Catalog.load(settings.movies_path),
+            backend=backend,
+            cache=cache,
+            recommender=Recommender(backend, cache),
+            limiter=limiter,
+        ),
     )
 
     _register_request_hooks(app)

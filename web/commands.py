@@ -7,6 +7,7 @@ from flask import Flask, current_app
 
 from web import db
 from web.auth import issue_token
+from web.services import services
 
 
 def register_commands(app: Flask) -> None:
@@ -30,5 +31,5 @@ def register_commands(app: Flask) -> None:
     @click.option("--revision", default="head")
     def upgrade(revision: str) -> None:
         """Apply migrations up to REVISION (default: head)."""
-        db.upgrade(current_app.extensions["movierec"].engine, revision)
+        db.upgrade(services().engine, revision)
         click.echo(f"database at {revision}")

@@ -1,4 +1,4 @@
-"""The one place the web app reports to monitoring (``training.monitoring.metrics``)."""
+"""The one place the web app reports to monitoring (``web.metrics``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from flask import Flask
 
 from training.monitoring import logging_config as _logging
-from training.monitoring import metrics as _metrics
+from web import metrics as _metrics
 
 
 def init_app(app: Flask) -> None:

@@ -1,5 +1,6 @@
 """Prometheus metrics of the web app: requests, predictions, cache, feedback, offline figures
-and drift, served on ``/metrics``.
+and drift, served on ``/metrics`` with the training figures (``data/metrics/training.prom``,
+written by ``training.monitoring.training_metrics``) and the GPU's, re-exposed at each scrape.
 
 Each Flask app gets its own ``CollectorRegistry`` (``init_app``), not prometheus_client's global
 one: the global registry refuses a second metric of the same name, so a process creating several
@@ -23,7 +24,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -40,13 +42,14 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 from werkzeug.http import HTTP_STATUS_CODES
 
 from training.config import Paths, get_logger
 from training.monitoring import drift as drift_module
 from training.monitoring.gpu import GpuCollector
 from training.monitoring.logging_config import current_request_id, install_request_logging
-from training.monitoring.training_metrics import TEXTFILE_NAME, TextfileCollector
+from training.monitoring.training_metrics import TEXTFILE_NAME, TRAINING_METRICS, read_textfile
 
 log = get_logger("api")
 
@@ -104,6 +107,18 @@ OFFLINE_HELP = {
 DRIFT_STATISTICS = ("psi", "ks")
 # prometheus_client's own switch for multiprocess mode (gunicorn workers).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class TextfileCollector(Collector):
+    """Re-exposes a textfile's training families at every scrape (the file changes between them);
+    other names are ignored so a stray file cannot shadow the app's own metrics."""
+
+    def __init__(self, path: Path, names: Collection[str] = tuple(TRAINING_METRICS)) -> None:
+        self.path = Path(path)
+        self.names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from (f for f in read_textfile(self.path) if f.name in self.names)
 
 
 def label_value(value: object) -> str:

@@ -14,10 +14,10 @@ import psutil
 import typer
 
 from training.config import REPO_ROOT, Paths
-from training.monitoring.metrics import MULTIPROC_ENV
 from training.serving import processes
 from web import db
 from web.config import WebSettings
+from web.metrics import MULTIPROC_ENV
 
 SERVICE = "web"
 DEFAULT_PORT = 5000

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import BaseModel
 
 from training.baselines import EASE, BiasBaseline, MostPopular, fit_baselines
 from training.evaluate import (
     HYBRID_WEIGHT_GRID,
+    evaluate_model,
     evaluate_scores,
     flat_figures,
     headline_k,
@@ -19,6 +21,7 @@ from training.evaluate import (
 )
 from training.metrics.beyond_accuracy import item_popularity, median_popularity
 from training.metrics.ranking import rating_metrics, top_k
+from training.models.base import BaseRecommender
 from training.report import render_markdown, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +73,46 @@ def test_ranking_figures_come_from_the_ranking_and_rating_figures_from_the_score
 
     assert column(both, "ndcg@4") == column(ranked, "ndcg@4") != column(scored, "ndcg@4")
     assert column(both, "rmse") == column(scored, "rmse")
+
+
+class NoParams(BaseModel):
+    pass
+
+
+class FixedOutputs(torch.nn.Module):
+    """A model's inference module that answers SCORES and their flipped ranking, whatever asked."""
+
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return SCORES[: len(ratings)], SCORES[: len(ratings)].flip(1)
+
+
+class FixedRecommender(BaseRecommender):
+    name = "fixed"
+    params_class = NoParams
+    monitor = "val_loss"
+    rating_scores = True
+
+    def build_model(self) -> torch.nn.Module:
+        return FixedOutputs()
+
+    def fit_setup(self, train, generator) -> None:  # pragma: no cover - never trained
+        raise NotImplementedError
+
+    def train_epoch(self, train, generator) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def validate(self, inputs, targets) -> dict[str, float]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_evaluate_model_scores_a_recommenders_scores_and_ranking():
+    """A recommender is scored on its (scores, ranking), rating metrics by its rating_scores."""
+    settings = {"k_values": [2, 4], "threshold": 4, "item_genres": GENRES}
+    recommender = FixedRecommender(NoParams(), n_items=SCORES.shape[1])
+    expected = evaluate_scores(
+        SCORES, TRAIN, TEST, rating_scores=True, ranking=SCORES.flip(1), **settings
+    )
+    assert str(evaluate_model(recommender, TRAIN, TEST, **settings)) == str(expected)
 
 
 def test_evaluate_scores_rejects_a_ranking_of_another_shape():

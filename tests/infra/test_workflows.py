@@ -124,6 +124,7 @@ def test_ci_runs_the_suite_the_linters_and_the_audit():
     for command in (
         "ruff check",
         "ruff format --check",
+        "lint-imports",
         "mypy",
         "make setup",
         "make test",

@@ -7,7 +7,7 @@ import re
 from flask import Flask, abort
 from prometheus_client.parser import text_string_to_metric_families
 
-from training.monitoring import metrics
+from web import metrics
 
 # Series a family of each type exposes, besides its name as written on the TYPE line.
 SUFFIXES = {

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from tests.monitoring.helpers import minimal_app, value
 from training.config import ConfigError
-from training.monitoring import drift, metrics
+from training.monitoring import drift
+from web import metrics
 
 N_REQUESTS = 200
 SEED = 7

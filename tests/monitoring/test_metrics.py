@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from tests.monitoring.helpers import minimal_app, samples, value
-from training.monitoring import metrics
+from web import metrics
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select, text, update
 from web import db
 from web.analytics import HTTP_EVENT, RECOMMEND_EVENT
 from web.profiles import LAST_SEEN_RESOLUTION_S, last_seen_is_stale
+from web.services import services
 from web.tables import Event, Impression, WebSession, utcnow
 
 HTMX = {"HX-Request": "true"}
@@ -55,7 +56,7 @@ def returning_visitor(web_app, web_client):
 
 
 def test_a_recommendations_page_view_is_one_transaction(web_app, returning_visitor):
-    engine = web_app.extensions["movierec"].engine
+    engine = services(web_app).engine
     impressions = _count(web_app, Impression)
     recommend_events = _count(web_app, Event, Event.kind == RECOMMEND_EVENT)
     http_events = _count(web_app, Event, Event.kind == HTTP_EVENT)
@@ -75,7 +76,7 @@ def test_a_recommendations_page_view_is_one_transaction(web_app, returning_visit
 
 
 def test_compare_stores_impressions_of_every_panel_in_one_transaction(web_app, returning_visitor):
-    engine = web_app.extensions["movierec"].engine
+    engine = services(web_app).engine
     impressions = _count(web_app, Impression)
     with CommitCounter(engine) as counter:
         page = returning_visitor.get("/compare")
@@ -100,7 +101,7 @@ def test_last_seen_moves_only_when_older_than_the_resolution(web_app, web_client
         session = db.get_session()
         session.execute(update(WebSession).values(last_seen=long_ago))
         session.commit()
-    engine = web_app.extensions["movierec"].engine
+    engine = services(web_app).engine
     with CommitCounter(engine) as counter:
         assert web_client.get("/profile").status_code == 200
     assert counter.commits == 1  # the refresh rides on the request's one transaction
@@ -122,7 +123,7 @@ def test_last_seen_staleness_with_aware_and_naive_times(age_s, stale):
 
 
 def _drop_events_table(app) -> None:
-    with app.extensions["movierec"].engine.begin() as connection:
+    with services(app).engine.begin() as connection:
         connection.execute(text("DROP TABLE events"))
 
 

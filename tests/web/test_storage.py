@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from web import db
 from web.experiment import arm_stats, assign
 from web.profiles import get_or_create_user, ratings_of, remove_rating, set_rating
+from web.services import services
 from web.tables import Assignment, Event, Feedback, Impression
 from web.views.serving import store_feedback
 
@@ -94,6 +95,6 @@ def test_the_app_runs_on_postgresql(web_app_factory, postgres_url):
     client.post("/ratings", data={"movie_id": 50, "rating": 5}, headers={"HX-Request": "true"})
     page = client.get("/recommendations?model=sae")
     assert page.status_code == 200 and page.text.count('class="rec"') == 10
-    assert app.extensions["movierec"].engine.dialect.name == "postgresql"
-    with Session(app.extensions["movierec"].engine) as session:
+    assert services(app).engine.dialect.name == "postgresql"
+    with Session(services(app).engine) as session:
         assert session.scalar(select(func.count()).select_from(Event)) >= 2

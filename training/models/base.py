@@ -75,7 +75,8 @@ EpochCallback = Callable[[int, float, dict[str, float]], None]
 
 
 class BaseRecommender(ABC):
-    """build_model / train / predict / evaluate / save_model / load_model / log_metrics."""
+    """build_model / train / predict / save_model / load_model / log_metrics (scoring a model on
+    a test split is ``training.evaluate.evaluate_model``'s job)."""
 
     name: ClassVar[str]
     params_class: ClassVar[type[BaseModel]]
@@ -195,14 +196,6 @@ class BaseRecommender(ABC):
     def rank_scores(self, ratings: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """What the served top-k ranks by, for raw rating vectors."""
         return self.predict_both(ratings, batch_size)[1]
-
-    def evaluate(self, train: torch.Tensor, test: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
-        from training.evaluate import evaluate_scores
-
-        scores, ranking = self.predict_both(train)
-        return evaluate_scores(
-            scores, train, test, rating_scores=self.rating_scores, ranking=ranking, **kwargs
-        )
 
     #: Whether `scores` are predicted ratings (so RMSE/MAE apply).
     rating_scores: ClassVar[bool] = False

@@ -1,2 +1,4 @@
-"""Monitoring: Prometheus metrics (web app and training), drift detection and the one logging
-configuration shared by training, the web app and the model-server handlers."""
+"""Monitoring on the training side: the training figures' Prometheus textfile, GPU metrics,
+drift detection (reference, request log, report) and the one logging configuration shared by
+training, the web app and the model-server handlers. The web app's own Prometheus metrics
+live in ``web/metrics.py``."""

@@ -1,14 +1,15 @@
 """Training figures as a Prometheus textfile (``data/metrics/training.prom``), no Pushgateway.
 
 ``train`` writes the file after each model; the web app re-exposes it on ``/metrics``
-(``TextfileCollector``), so Prometheus scrapes the latest training figures with the rest. A
-node_exporter textfile collector pointed at ``data/metrics/`` reads the same file.
+(``web.metrics.TextfileCollector``, through ``read_textfile``), so Prometheus scrapes the latest
+training figures with the rest. A node_exporter textfile collector pointed at ``data/metrics/``
+reads the same file.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +120,3 @@ def write_training_textfile(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
     return path
-
-
-class TextfileCollector(Collector):
-    """Re-exposes a textfile's training families at every scrape (the file changes between them);
-    other names are ignored so a stray file cannot shadow the app's own metrics."""
-
-    def __init__(self, path: Path, names: Collection[str] = tuple(TRAINING_METRICS)) -> None:
-        self.path = Path(path)
-        self.names = frozenset(names)
-
-    def collect(self) -> Iterator[Metric]:
-        yield from (f for f in read_textfile(self.path) if f.name in self.names)

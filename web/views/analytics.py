@@ -12,7 +12,7 @@ from web.analytics import (
     offline_charts,
     offline_table,
 )
-from web.app import services
+from web.services import services
 
 bp = Blueprint("analytics", __name__)
 

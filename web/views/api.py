@@ -9,12 +9,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from web import db
-from web.app import services
 from web.auth import AuthError, api_key_is_valid, issue_token, require_token
 from web.backends import BackendRejected, BackendUnavailable
 from web.config import MODEL_NAMES
 from web.experiment import assign
 from web.profiles import get_or_create_user
+from web.services import services
 from web.validation import (
     BatchBody,
     CompareBody,

@@ -6,8 +6,8 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from htmx_flask import make_response
 
 from web import db
-from web.app import services
 from web.profiles import MAX_RATING, MIN_RATING, ratings_of, remove_rating, set_rating
+from web.services import services
 from web.validation import InvalidInput, check_movies, form_int
 from web.views.identity import current_user
 

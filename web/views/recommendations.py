@@ -7,10 +7,10 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from web import db
 from web.analytics import COMPARE_METRICS, compare_figures, load_offline_report, offline_table
-from web.app import services
 from web.config import MODEL_NAMES
 from web.experiment import arm_stats, assign
 from web.profiles import ratings_of
+from web.services import services
 from web.validation import DEFAULT_K, FEEDBACK_KINDS, MAX_K, InvalidInput, check_movies, form_int
 from web.views.identity import current_user
 from web.views.serving import fetch_panels, record_panels, store_feedback

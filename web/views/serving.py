@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from web import instrumentation, journal
 from web.analytics import RECOMMEND_EVENT
-from web.app import Services
 from web.backends import BackendError, BackendRejected, RecommendationResult, RecommendRequest
 from web.recommending import Served, record_event, record_impressions
+from web.services import Services
 from web.tables import Feedback
 
 UNAVAILABLE = 503
