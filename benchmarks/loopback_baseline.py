@@ -4,7 +4,7 @@ The in-process forward measures the CPU's speed; a served request also pays for 
 waking processes and threads and passing bytes between them (Locust, the server's frontend,
 its workers or stubs). On this VM that second cost moves on its own: within 20 minutes, sixteen
 10 s runs of the same Triton scenario made 2,216-3,058 req/s, fewer the slower the round trip
-(52-75 µs, correlation -0.69), while the forward stayed put (README "Load tests"). Measured
+(52-75 µs, correlation -0.69), while the forward stayed put (docs/benchmarks.md). Measured
 right before each load point, it tells a slow moment of the machine from a slow server. It reads
 lower while the other core is busy: an idle core must first be woken.
 """

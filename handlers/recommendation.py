@@ -2,7 +2,8 @@
 
 Request parsing and validation (each failure is a ``RequestError`` with a stable code and HTTP
 status, see ``ERRORS``), movie id <-> column mapping, top-k with ``exclude_rated``, "because you
-rated X" explanations from item-item cosine similarity in the model's own weights, the popularity
+rated X" explanations from item-item cosine similarity of the item vectors the serving artifact
+carries (``serving_artifact``), the one top-k, the hybrid's mix, the popularity
 fallback for users with no ratings, score normalisation for the hybrid, and response building.
 
 Inside a ``.mar`` this file ships as an extra file and is imported as a top-level module, so it
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,13 +33,6 @@ MAX_BECAUSE = 3  # movies named per explanation
 MAX_LISTED = 10  # offending ids/values quoted in one error message
 JSON_CONTENT_TYPE = "application/json"
 
-# Buffers of the served models (training.models.serving) that item vectors are read from.
-SERVING_SAE_ENCODER = "encoder_by_input"
-SERVING_SAE_DECODER = "decoder.weight"
-SERVING_SAE_DECODER_FLOAT = "decoder_float_weight"  # float32 copy beside an int8 decoder
-SERVING_SAE_MEMBERS = "members"
-SERVING_RBM_WEIGHT = "weight_by_item"
-
 # The contract's values this module's callers use by these names.
 SAE, RBM, HYBRID, HYBRID_PARTS = contract.SAE, contract.RBM, contract.HYBRID, contract.HYBRID_PARTS
 MIN_RATING, MAX_RATING, LIKED_RATING = (
@@ -52,11 +45,6 @@ MAX_BODY_BYTES, ERRORS = contract.MAX_BODY_BYTES, contract.ERRORS
 
 STRATEGY_MODEL = "model"
 STRATEGY_POPULARITY = "popularity"
-
-# Files a .mar carries beside the model (written by `movierec export torchserve`).
-CATALOGUE_FILE = "movies.json"
-POPULARITY_FILE = "popularity.json"
-METADATA_FILE = "model_metadata.json"
 
 _USER_FIELDS = frozenset({"ratings", "k", "exclude_rated", "explain"})
 _BATCH_FIELDS = frozenset({"users", "k", "exclude_rated", "explain"})
@@ -106,16 +94,12 @@ class Catalogue:
         return len(self.item_ids)
 
     @classmethod
-    def from_folder(cls, folder: Path | str) -> Catalogue:
-        """Read the catalogue files an archive carries (``movierec export torchserve``)."""
-        folder = Path(folder)
-        metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
-        movies = json.loads((folder / CATALOGUE_FILE).read_text(encoding="utf-8"))
-        counts = json.loads((folder / POPULARITY_FILE).read_text(encoding="utf-8"))["counts"]
+    def from_artifact(cls, artifact: Any) -> Catalogue:
+        """The catalogue a serving artifact carries (``serving_artifact.ServingArtifact``)."""
         return cls(
-            item_ids=[int(i) for i in metadata["item_ids"]],
-            movies={int(m["movie_id"]): m for m in movies},
-            popularity=torch.tensor(counts, dtype=torch.float32),
+            item_ids=[int(i) for i in artifact.item_ids],
+            movies={int(m["movie_id"]): m for m in artifact.movies},
+            popularity=artifact.popularity.to(torch.float32),
         )
 
     def describe(self, movie_id: int) -> dict[str, Any]:
@@ -392,69 +376,6 @@ def hybrid_scores(
         row_weights = torch.tensor([w[name] for w in weights], dtype=torch.float32).unsqueeze(1)
         mixed += row_weights * minmax_over_candidates(part, mask)
     return mixed
-
-
-def item_vectors(model_name: str, state: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Unit-length item embeddings [n_items, d] read from a model's own learned weights.
-
-    SAE: per autoencoder (one, or each member of an ensemble), the encoder's input columns of
-    an item (several blocks when the input also carries which items were rated) next to the
-    decoder's output row of that item. RBM: the columns of W (an item's hidden connections).
-    """
-    if model_name == "rbm":
-        if SERVING_RBM_WEIGHT in state:
-            return normalise_rows(state[SERVING_RBM_WEIGHT])
-        # A checkpoint: each member's W side by side, as the served model holds them
-        # (contiguous, so the sums run as over the served copy: bit-equal).
-        weights = [state[key] for key in sorted(state, key=_member_order) if _is_rbm_weight(key)]
-        return normalise_rows(torch.cat([w.t() for w in weights], dim=1).contiguous())
-    if model_name == "sae":
-        parts = []
-        for encoder_by_input, decoder_out in _sae_networks(state):
-            n_items = decoder_out.shape[0]
-            per_item = torch.cat(encoder_by_input.split(n_items), dim=1)
-            parts += [normalise_rows(per_item), normalise_rows(decoder_out)]
-        return normalise_rows(torch.cat(parts, dim=1))
-    raise ValueError(f"no item embedding is defined for model {model_name!r}")
-
-
-def _is_rbm_weight(key: str) -> bool:
-    """``weight`` (one RBM) or ``members.<i>.weight`` (an ensemble)."""
-    return key == "weight" or (key.startswith("members.") and key.endswith(".weight"))
-
-
-def _member_order(key: str) -> int:
-    parts = key.split(".")
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
-
-
-def _sae_networks(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per autoencoder: (input layer as [n_inputs, hidden], output layer [n_items, hidden]).
-
-    The served SAE (``training.models.serving.ServingSAE``) holds its members side by side in
-    one network; a training checkpoint holds one nn.Sequential per member.
-    """
-    if SERVING_SAE_ENCODER in state:
-        members = int(state[SERVING_SAE_MEMBERS])
-        encoders = state[SERVING_SAE_ENCODER].chunk(members, dim=1)
-        decoder = state.get(SERVING_SAE_DECODER_FLOAT, state.get(SERVING_SAE_DECODER))
-        decoders = decoder.chunk(members, dim=1)
-        return list(zip(encoders, decoders, strict=True))
-    return [(weights[0].t(), weights[-1]) for weights in _linear_weights_by_network(state).values()]
-
-
-def _linear_weights_by_network(state: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-    """2-D weights grouped by their nn.Sequential ("net", "members.0", ...), in layer order."""
-    layers: dict[str, list[tuple[int, torch.Tensor]]] = {}
-    for key, value in state.items():
-        parts = key.rsplit(".", 2)  # "<network>.<layer index>.weight"
-        if len(parts) == 3 and parts[2] == "weight" and parts[1].isdigit() and value.dim() == 2:
-            layers.setdefault(parts[0], []).append((int(parts[1]), value))
-    if not layers:
-        raise ValueError("no linear layers found in the SAE's weights")
-    return {
-        name: [w for _, w in sorted(found, key=lambda t: t[0])] for name, found in layers.items()
-    }
 
 
 def normalise_rows(matrix: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ lives in ``recommendation`` (shipped beside this file in the .mar).
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ from ts.torch_handler.base_handler import BaseHandler
 
 try:  # inside a .mar the extra files sit beside the handler, as top-level modules
     import recommendation as rec
+    from serving_artifact import ARTIFACT_FILE, ServingArtifact
 except ImportError:  # in the repository (unit tests, in-process use)
     from handlers import recommendation as rec
+    from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +63,22 @@ class RecommenderHandler(BaseHandler):
         config = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
         torch.set_num_threads(int(config.get("torch_threads", DEFAULT_TORCH_THREADS)))
         quiet_worker_log(config.get("worker_log_level", DEFAULT_WORKER_LOG_LEVEL))
-        self.metadata = json.loads((model_dir / rec.METADATA_FILE).read_text(encoding="utf-8"))
-        self.version = str(self.metadata.get("version", "unknown"))
-        self.catalogue = rec.Catalogue.from_folder(model_dir)
+        artifact = ServingArtifact.load(model_dir / ARTIFACT_FILE)
+        self.metadata = artifact.metadata
+        self.version = artifact.version
+        self.catalogue = rec.Catalogue.from_artifact(artifact)
+        self.vectors = artifact.vectors
         self.models = {
             part: torch.jit.load(str(model_dir / f"{part}{MODEL_FILE_SUFFIX}"), map_location="cpu")
             for part in self.parts
         }
         for model in self.models.values():
             model.eval()
-        self.vectors = self.item_vectors(
-            {part: dict(model.state_dict()) for part, model in self.models.items()}
-        )
         self.initialized = True
         # torch, the models and the catalogue live as long as the worker: a full cyclic-GC pass
         # over them would stop it mid-request for tens of ms; frozen objects are never scanned.
         gc.freeze()
         log.info("%s %s ready: %d items", self.name, self.version, self.catalogue.n_items)
-
-    def item_vectors(self, states: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:
-        """Unit item embeddings for explanations (the hybrid averages its parts' cosines)."""
-        parts = [rec.item_vectors(part, state) for part, state in states.items()]
-        return rec.normalise_rows(torch.cat(parts, dim=1)) if len(parts) > 1 else parts[0]
 
     # -- life cycle ------------------------------------------------------------------------------
     def handle(self, data: list[dict], context) -> list[str]:

@@ -39,7 +39,7 @@ from training.models.base import BaseRecommender
 
 log = get_logger("evaluation")
 NEURAL_MODELS = ("sae", "rbm")
-HYBRID = "hybrid"  # at the served default weights
+HYBRID = rec.HYBRID  # at the served default weights
 HYBRID_TUNED = "hybrid_tuned"  # at the weights that scored best on validation
 HYBRID_WEIGHT_GRID = tuple(step / 10 for step in range(11))  # w_sae; w_rbm = 1 - w_sae
 # The K of the headline table, the cold-start buckets and the flat DVC figures' beyond-accuracy

@@ -32,7 +32,8 @@ GENERATED_SECRET_BYTES = 32
 # PyJWT warns below 32 bytes for HS256 (RFC 7518 section 3.2).
 MIN_SECRET_LENGTH = 32
 
-# Environment variable -> settings field. One table, so the README and the code agree.
+# Environment variable -> settings field. One table, so docs/configuration.md (generated from it)
+# and the code agree.
 ENV_VARS = {
     "DATABASE_URL": "database_url",
     "REDIS_URL": "redis_url",
@@ -42,6 +43,8 @@ ENV_VARS = {
     "TRITON_GRPC_URL": "triton_grpc_url",
     "MODEL_TIMEOUT_S": "model_timeout_s",
     "MODEL_CHECKPOINTS": "checkpoints_dir",
+    "MODEL_STORE": "model_store",
+    "TRITON_REPO": "triton_repo",
     "SECRET_KEY": "secret_key",
     "SECRET_KEY_FALLBACKS": "secret_key_fallbacks",
     "JWT_SECRET": "jwt_secret",
@@ -79,7 +82,12 @@ class WebSettings(BaseModel):
     torchserve_token: str | None = None
     triton_grpc_url: str = "127.0.0.1:8001"
     model_timeout_s: float = Field(2.0, gt=0, le=60)
+    # Where the drift reference lives (data/checkpoints/drift_reference.json).
     checkpoints_dir: Path = Field(default_factory=lambda: Paths().checkpoints)
+    # The TorchServe archives the in-process backend serves, and the Triton repository whose
+    # serving artifacts (catalogue, item vectors) the Triton backend reads.
+    model_store: Path = Field(default_factory=lambda: Paths().model_store)
+    triton_repo: Path = Field(default_factory=lambda: Paths().triton_repo)
     # Random per object for settings built directly (tests); from_env reads the stored ones.
     secret_key: str = Field(default_factory=lambda: secrets.token_hex(GENERATED_SECRET_BYTES))
     # Old keys that still verify cookies (Flask 3.1's SECRET_KEY_FALLBACKS), for rotation.

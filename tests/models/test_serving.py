@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-from handlers import recommendation as rec
 from training.config import RBMParams, SAEParams
 from training.models.rbm import RBMEnsemble, RBMNet
 from training.models.sae import SAENet
@@ -130,25 +129,6 @@ def test_int8_serving_forms_hold_a_quarter_of_the_output_bytes():
     assert len(rbm.visible) == 2
     assert all(isinstance(wrapper.layer, DynamicLinear) for wrapper in rbm.visible)
     assert all(wrapper.layer.weight().dtype == torch.qint8 for wrapper in rbm.visible)
-
-
-@pytest.mark.parametrize(
-    ("name", "net"),
-    [
-        ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[12], n_members=3))),
-        ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[6, 3], n_members=2, implicit_input=True))),
-        ("sae", SAENet(N_ITEMS, SAEParams(hidden_layers=[12], n_members=2, watch_hidden=9))),
-        ("rbm", RBMEnsemble(N_ITEMS, RBMParams(n_hidden=16))),
-        ("rbm", RBMEnsemble(N_ITEMS, RBMParams(n_hidden=8, n_members=2))),
-    ],
-)
-@pytest.mark.parametrize("quantize", [False, True], ids=["float32", "int8"])
-def test_explanation_vectors_are_the_trained_models(name, net, quantize):
-    """The handlers read item vectors from the served TorchScript: they must not change."""
-    net = _randomised(net)
-    trained = rec.item_vectors(name, dict(net.state_dict()))
-    scripted = torch.jit.script(serving_module(net, quantize=quantize))
-    assert torch.equal(rec.item_vectors(name, dict(scripted.state_dict())), trained)
 
 
 def test_serving_module_rejects_other_modules():

@@ -168,33 +168,3 @@ def test_model_answer_and_envelope(catalogue):
     assert first["predicted_rating"] == pytest.approx(4.5)
     batch = rec.envelope("sae", "1.0", rec.ParsedRequest([user], True), [answer])
     assert len(batch["users"]) == 1
-
-
-def test_item_vectors_come_from_the_models_weights():
-    from training.config import RBMParams, SAEParams
-    from training.models.rbm import RBMNet
-    from training.models.sae import SAENet
-
-    sae, rbm = SAENet(7, SAEParams(hidden_layers=[4, 2])), RBMNet(7, RBMParams(n_hidden=3))
-    for name, net in (("sae", sae), ("rbm", rbm)):
-        vectors = rec.item_vectors(name, net.state_dict())
-        assert vectors.shape[0] == 7
-        assert torch.allclose(vectors.norm(dim=1), torch.ones(7), atol=1e-5)
-    rbm_vectors = rec.item_vectors("rbm", rbm.state_dict())
-    expected = torch.nn.functional.cosine_similarity(
-        rbm.weight.detach()[:, 0], rbm.weight.detach()[:, 1], dim=0
-    )
-    assert float(rbm_vectors[0] @ rbm_vectors[1]) == pytest.approx(float(expected), abs=1e-5)
-    with pytest.raises(ValueError):
-        rec.item_vectors("knn", {})
-
-
-def test_sae_item_vectors_cover_ensembles_and_implicit_input():
-    from training.config import SAEParams
-    from training.models.sae import SAENet
-
-    params = SAEParams(hidden_layers=[4, 2], n_members=2, implicit_input=True)
-    vectors = rec.item_vectors("sae", SAENet(7, params).state_dict())
-    # per member: 2 input blocks x 4 hidden + 4 decoder inputs
-    assert vectors.shape == (7, 2 * (2 * 4 + 4))
-    assert torch.allclose(vectors.norm(dim=1), torch.ones(7), atol=1e-5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from handlers import recommendation as rec
-from training.config import Paths
 from web.backends.base import RecommendRequest
 from web.backends.inprocess import InProcessBackend
 from web.backends.torchserve import TorchServeBackend
@@ -31,13 +30,11 @@ MIN_MEAN_OVERLAP = 0.9  # share of Triton's top-10 films also in TorchServe's, m
 
 
 @pytest.fixture(scope="module")
-def backends(torchserve, triton_server, checkpoints, project_home):
-    prepared = Paths(project_home).prepared("ml-100k")
-    folder = checkpoints[rec.SAE].parent
+def backends(torchserve, triton_server, torchserve_model_store, onnx_repo):
     found = {
         "torchserve": TorchServeBackend(torchserve.inference_url, TIMEOUT_S),
-        "triton": TritonBackend(triton_server.grpc_url, TIMEOUT_S, prepared, folder),
-        "inprocess": InProcessBackend(folder, prepared),
+        "triton": TritonBackend(triton_server.grpc_url, TIMEOUT_S, onnx_repo),
+        "inprocess": InProcessBackend(torchserve_model_store),
     }
     yield found
     for backend in found.values():

@@ -29,7 +29,7 @@ TIMEOUT_S = 10
 
 
 @pytest.fixture
-def home(tmp_path, project_home, checkpoints, monkeypatch):
+def home(tmp_path, project_home, checkpoints, torchserve_model_store, monkeypatch):
     """`movierec serve web`'s defaults, but a fresh MOVIEREC_HOME (its .run/ holds no secret)
     and the session's catalogue and in-process models."""
     paths = Paths(project_home)
@@ -39,6 +39,7 @@ def home(tmp_path, project_home, checkpoints, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.sqlite3'}")
     monkeypatch.setenv("MODEL_BACKEND", "inprocess")
     monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
+    monkeypatch.setenv("MODEL_STORE", str(torchserve_model_store))
     monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
     monkeypatch.setenv("API_KEYS", TEST_API_KEY)
     for var in (*STORED_SECRETS, "SECRET_KEY_FALLBACKS", "JWT_SECRET_FALLBACKS"):

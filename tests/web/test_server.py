@@ -18,7 +18,9 @@ MAX_ROUNDS = 10
 
 
 @pytest.fixture
-def served_app_env(project_home, checkpoints, monkeypatch, tmp_path) -> None:
+def served_app_env(
+    project_home, checkpoints, torchserve_model_store, monkeypatch, tmp_path
+) -> None:
     """What `movierec serve web` reads: the session's data, SQLite, the in-process models."""
     from training.config import Paths
 
@@ -27,6 +29,7 @@ def served_app_env(project_home, checkpoints, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'served.sqlite3'}")
     monkeypatch.setenv("MODEL_BACKEND", "inprocess")
     monkeypatch.setenv("MODEL_CHECKPOINTS", str(checkpoints["sae"].parent))
+    monkeypatch.setenv("MODEL_STORE", str(torchserve_model_store))
     monkeypatch.setenv("MOVIES_PATH", str(paths.prepared("ml-100k") / "movies.json"))
 
 

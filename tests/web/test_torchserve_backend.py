@@ -22,10 +22,8 @@ def torchserve_backend(torchserve):
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
-def test_torchserve_and_inprocess_agree(torchserve_backend, checkpoints, project_home, model):
-    from training.config import Paths
-
-    local = InProcessBackend(checkpoints["sae"].parent, Paths(project_home).prepared("ml-100k"))
+def test_torchserve_and_inprocess_agree(torchserve_backend, torchserve_model_store, model):
+    local = InProcessBackend(torchserve_model_store)
     weights = {"sae": 0.5, "rbm": 0.5} if model == "hybrid" else None
     query = RecommendRequest(ratings=RATINGS, k=10, weights=weights)
     served = torchserve_backend.recommend(model, query, "parity-test")

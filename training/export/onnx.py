@@ -304,8 +304,15 @@ def export_blend(item_ids: list[int], repo: Path) -> Path:
     return path
 
 
-def export_all(checkpoints: dict[str, Path], repo: Path) -> dict[str, Path]:
-    """Export the SAE, the RBM and the hybrid blend; the two checkpoints must share a catalogue."""
+def export_all(
+    checkpoints: dict[str, Path], repo: Path, prepared_folder: Path | None = None
+) -> dict[str, Path]:
+    """Export the SAE, the RBM and the hybrid blend, and each served model's serving artifact
+    beside its graph (``<model>/1/serving_artifact.pt``); the two checkpoints must share a
+    catalogue, the prepared dataset's (default: the checkpoints' dataset under data/)."""
+    from training.data.preprocess import load_prepared
+    from training.export.artifact import artifact_path, build_artifacts
+
     paths: dict[str, Path] = {}
     catalogues: dict[str, list[int]] = {}
     for name in tn.SCORING_MODELS:
@@ -318,8 +325,16 @@ def export_all(checkpoints: dict[str, Path], repo: Path) -> dict[str, Path]:
             "catalogues; retrain both on the same dataset"
         )
     paths[tn.HYBRID_BLEND] = export_blend(catalogues[tn.SAE], repo)
-    # The ensemble has no file of its own, but Triton wants a version folder for it.
-    (repo / tn.HYBRID / tn.MODEL_VERSION).mkdir(parents=True, exist_ok=True)
+    recommenders = {name: load_checkpoint(checkpoints[name]) for name in tn.SCORING_MODELS}
+    if prepared_folder is None:
+        dataset = recommenders[tn.SAE].extra.get("dataset") or "ml-100k"
+        prepared_folder = Paths().prepared(dataset)
+    artifacts = build_artifacts(
+        recommenders, checkpoints, load_prepared(prepared_folder), tn.MODEL_VERSION
+    )
+    for model, artifact in artifacts.items():
+        # The ensemble has no graph of its own; its version folder holds its artifact.
+        artifact.save(artifact_path(repo / model / tn.MODEL_VERSION))
     return paths
 
 

@@ -2,20 +2,18 @@
 
 Each archive holds the model's serving form (``training.models.serving``: the SAE's members
 fused, sparse input layers, int8 output layers) as TorchScript (no project code is needed to load
-it), the handler with the shared ``recommendation`` module, the movie catalogue, the train-set
-popularity, a metadata file (version, MLflow run id, test metrics, dataset, item ids) and a
+it), the handler with its shared modules (the contract, the serving logic), the serving artifact
+(``handlers.serving_artifact``: metadata, catalogue, popularity, item vectors) and a
 ``model-config.yaml`` with the serving settings (workers, batching).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +22,7 @@ import typer
 import yaml
 
 from training.config import REPO_ROOT, ConfigError, Paths, get_logger
+from training.export.artifact import artifact_path, build_artifacts
 from training.serving.torchserve_snapshot import SNAPSHOT_SECTION
 
 log = get_logger("export")
@@ -32,7 +31,12 @@ ARCHIVES = ("sae", "rbm", "hybrid")
 # archive -> the checkpoints (TorchScript files) it carries; the first is its serialized file.
 ARCHIVE_PARTS = {"sae": ("sae",), "rbm": ("rbm",), "hybrid": ("sae", "rbm")}
 HANDLER_FILES = {"sae": "sae_handler.py", "rbm": "rbm_handler.py", "hybrid": "hybrid_handler.py"}
-SHARED_HANDLER_MODULES = ("contract.py", "recommendation.py", "recommender_handler.py")
+SHARED_HANDLER_MODULES = (
+    "contract.py",
+    "serving_artifact.py",
+    "recommendation.py",
+    "recommender_handler.py",
+)
 DEFAULT_VERSION = "1.0"
 EXAMPLE_BATCH = 4  # users in the batch the serving forms are checked on
 # The served forms keep their output layers in int8 (training.models.serving): each score may
@@ -48,7 +52,7 @@ UNBATCHED = {"batchSize": 1, "maxBatchDelay": 1}
 class ServingSettings:
     """Per-model TorchServe settings, written into each archive's model-config.yaml.
 
-    Measured on 2 cores with the Locust mix (benchmarks/run_load.py, README "Load tests"):
+    Measured on 2 cores with the Locust mix (benchmarks/run_load.py, docs/benchmarks.md):
     one single-threaded worker per model, batching only what is already queued. A second
     worker per model costs the lone request 0.6-1 ms (requests alternate between workers whose
     caches are then cold), doubles the memory and, with the cores busy, adds no throughput.
@@ -147,47 +151,6 @@ def served_quality(
     return result
 
 
-def item_popularity(train: torch.Tensor) -> list[int]:
-    """Training ratings per movie, in column order (the new-user fallback ranks by it)."""
-    return (train > 0).sum(dim=0).tolist()
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def model_metadata(
-    name: str,
-    recommenders: dict,
-    checkpoints: dict[str, Path],
-    version: str,
-    quality: dict[str, dict] | None = None,
-):
-    """What an archive says about itself (the handler returns ``version`` with every answer)."""
-    parts = ARCHIVE_PARTS[name]
-    first = recommenders[parts[0]].extra
-    return {
-        "model": name,
-        "version": version,
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": first.get("dataset"),
-        "subset": first.get("subset"),
-        "split": first.get("split"),
-        "parts": {
-            part: {
-                "mlflow_run_id": recommenders[part].extra.get("mlflow_run_id"),
-                "test_metrics": recommenders[part].extra.get("test_metrics", {}),
-                "checkpoint_sha256": sha256_of(checkpoints[part]),
-                "best_epoch": recommenders[part].history.best_epoch,
-                "served_quality": (quality or {}).get(part),
-            }
-            for part in parts
-        },
-        "mlflow_run_id": first.get("mlflow_run_id") if len(parts) == 1 else None,
-        "item_ids": list(first["item_ids"]),
-    }
-
-
 def _check_compatible(recommenders: dict) -> None:
     item_ids = {name: list(r.extra.get("item_ids") or []) for name, r in recommenders.items()}
     if any(not ids for ids in item_ids.values()):
@@ -209,7 +172,7 @@ def export_archives(
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
-    from training.data.preprocess import MOVIES_FILE, load_prepared
+    from training.data.preprocess import load_prepared
     from training.models import load_checkpoint
 
     settings = settings or ServingSettings()
@@ -235,24 +198,20 @@ def export_archives(
             quality[part] = served_quality(recommender, scripted, prepared.train, prepared.test)
             log.info("served %s: test %s", part, quality[part])
             scripted.save(str(staging / f"{part}.pt"))
-        shutil.copy(prepared_folder / MOVIES_FILE, staging / "movies.json")
-        counts = {"source": "ratings per movie in the training split", "counts": None}
-        counts["counts"] = item_popularity(prepared.train)
-        (staging / "popularity.json").write_text(json.dumps(counts), encoding="utf-8")
+        artifacts = build_artifacts(
+            recommenders, checkpoints, prepared, version, quality, served=archives
+        )
         for module in SHARED_HANDLER_MODULES:
             shutil.copy(handlers_dir() / module, staging / module)
         for name in archives:
             folder = staging / name
             folder.mkdir()
-            metadata = model_metadata(name, recommenders, checkpoints, version, quality)
-            (folder / "model_metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+            artifact = artifacts[name].save(artifact_path(folder))
             (folder / "model-config.yaml").write_text(yaml.safe_dump(settings.model_config()))
             parts = ARCHIVE_PARTS[name]
             extra = [
                 *(staging / module for module in SHARED_HANDLER_MODULES),
-                staging / "movies.json",
-                staging / "popularity.json",
-                folder / "model_metadata.json",
+                artifact,
                 *(staging / f"{part}.pt" for part in parts[1:]),
             ]
             generate_model_archive(

@@ -20,9 +20,8 @@ Without ``quantize`` outputs match the training modules to float32 rounding; wit
 few hundredths of a star or of a probability, and the test figures of the served form are
 checked against the trained one at export (``training.export.torchserve``).
 
-Explanations read item vectors from these modules' buffers (``handlers.recommendation.
-item_vectors``): the fused SAE keeps each member's block of columns, so the vectors are the
-training module's exactly.
+Explanations read item vectors from the serving artifact (``training.export.artifact``), which
+export computes from the trained modules, so no server reads weights to explain.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from handlers.recommendation import SERVING_SAE_DECODER_FLOAT
 from training.data.encoding import prepare_autoencoder_data
 from training.models.rbm import RBMEnsemble
 from training.models.sae import MAX_RATING, MIN_RATING, SAENet, blend_ranking, centred_baseline
@@ -82,15 +80,12 @@ class ServingSAE(nn.Module):
             ]
         )
         last = [layers[-1] for layers in linears]
-        # Weights side by side, unscaled (so the item vectors read from them are the members'
-        # own); the hidden units are scaled by 1/members instead.
+        # Weights side by side, unscaled; the hidden units are scaled by 1/members instead.
         self.decoder = _linear(
             torch.cat([layer.weight for layer in last], dim=1),
             torch.stack([layer.bias for layer in last]).mean(dim=0),
         )
         self.member_share = 1.0 / n_members
-        # Explanations split the fused columns back into members (item_vectors).
-        self.register_buffer("members", torch.tensor(n_members))
         self.register_buffer("global_mean", net.global_mean.clone())
         self.register_buffer("item_bias", net.item_bias.clone())
         # "Will watch": its input layer read by rated movie too, its output layer int8-able.
@@ -231,9 +226,6 @@ def serving_module(model: nn.Module, sparse_input: bool = True, quantize: bool =
 @torch.no_grad()
 def _quantized(served: nn.Module) -> nn.Module:
     """int8 weights for the dense layers after the (sparse) input layer."""
-    if isinstance(served, ServingSAE):
-        # Explanations read the output layer's float32 weights (item_vectors).
-        served.register_buffer(SERVING_SAE_DECODER_FLOAT, served.decoder.weight.clone())
     with warnings.catch_warnings():
         # torch 2.13 points eager-mode quantization to torchao, which is not in this stack.
         warnings.simplefilter("ignore")

@@ -2,7 +2,7 @@
 
 That binary ships the Python backend only, so it serves the CPU configs
 (``--model-config-name=cpu``), whose Python-based backend runs the same ``model.onnx`` with
-onnxruntime. Production runs the official image with the GPU configs instead (README).
+onnxruntime. Production runs the official image with the GPU configs instead (docs/triton.md).
 
 The binary needs a backend folder laid out as Triton expects (built under ``.run/``), the venv's
 Python first on PATH and the interpreter's libpython on LD_LIBRARY_PATH: otherwise the Python

@@ -1,4 +1,4 @@
-"""Model backends: TorchServe (default), Triton gRPC, or the checkpoints in-process (dev)."""
+"""Model backends: TorchServe (default), Triton gRPC, or the archives in-process (dev)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,8 @@ def make_backend(settings: WebSettings) -> ModelBackend:
         from web.backends.triton import TritonBackend
 
         return TritonBackend(
-            settings.triton_grpc_url,
-            settings.model_timeout_s,
-            settings.movies_path.parent,
-            settings.checkpoints_dir,
+            settings.triton_grpc_url, settings.model_timeout_s, settings.triton_repo
         )
     from web.backends.inprocess import InProcessBackend
 
-    return InProcessBackend(settings.checkpoints_dir, settings.movies_path.parent)
+    return InProcessBackend(settings.model_store)

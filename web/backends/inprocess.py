@@ -1,16 +1,21 @@
-"""The checkpoints served inside the web process: a real backend for development without a
-model server (and for tests that need model answers without one)."""
+"""The TorchServe archives served inside the web process: a real backend for development without
+a model server (and for tests that need model answers without one).
+
+It reads ``model_store/<model>.mar`` as TorchServe does: the TorchScript serving forms and the
+serving artifact (catalogue, popularity, item vectors), so its answers are TorchServe's."""
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
 from pathlib import Path
 
 import torch
 
+from handlers import contract
 from handlers import recommendation as rec
-from training.models import load_checkpoint
-from training.models.serving import serving_module
+from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
 from web.backends import ranking
 from web.backends.base import (
     BackendUnavailable,
@@ -24,9 +29,8 @@ from web.backends.health import probe_models
 class InProcessBackend(ModelBackend):
     name = "inprocess"
 
-    def __init__(self, checkpoints_dir: Path, prepared_dir: Path) -> None:
-        self.checkpoints_dir = Path(checkpoints_dir)
-        self.prepared_dir = Path(prepared_dir)
+    def __init__(self, model_store: Path) -> None:
+        self.model_store = Path(model_store)
         self._lock = threading.Lock()
         self._loaded = False
 
@@ -35,24 +39,21 @@ class InProcessBackend(ModelBackend):
         with self._lock:
             if self._loaded:
                 return
+            archives = {name: self.model_store / f"{name}.mar" for name in contract.SERVED_MODELS}
             try:
-                self.catalogue = ranking.catalogue_from_prepared(self.prepared_dir)
-                paths = {name: self.checkpoints_dir / f"{name}.pt" for name in ranking.HYBRID_PARTS}
-                # The form TorchServe serves (members fused, sparse input): same answers.
-                self.models = {
-                    name: serving_module(load_checkpoint(path).model)
-                    for name, path in paths.items()
-                }
-            except (FileNotFoundError, ValueError) as exc:
+                artifacts, self.models = {}, {}
+                for name, archive in archives.items():
+                    with zipfile.ZipFile(archive) as mar:
+                        where = f"{archive}:{ARTIFACT_FILE}"
+                        artifacts[name] = ServingArtifact.from_bytes(mar.read(ARTIFACT_FILE), where)
+                        if name in ranking.HYBRID_PARTS:
+                            scripted = io.BytesIO(mar.read(f"{name}.pt"))
+                            self.models[name] = torch.jit.load(scripted, map_location="cpu").eval()
+            except (FileNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
                 raise BackendUnavailable(f"in-process models could not be loaded: {exc}") from exc
-            part_versions = {name: ranking.file_version(path) for name, path in paths.items()}
-            self.versions = {
-                **part_versions,
-                "hybrid": "+".join(part_versions[name] for name in ranking.HYBRID_PARTS),
-            }
-            self.vectors = ranking.explanation_vectors(
-                {name: dict(model.state_dict()) for name, model in self.models.items()}
-            )
+            self.catalogue = rec.Catalogue.from_artifact(artifacts[rec.SAE])
+            self.vectors = {name: artifact.vectors for name, artifact in artifacts.items()}
+            self.versions = {name: ranking.file_version(path) for name, path in archives.items()}
             self._loaded = True
 
     def recommend(

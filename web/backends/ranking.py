@@ -1,7 +1,8 @@
-"""Top-k and explanations for backends that get raw scores (in-process, Triton).
+"""Top-k and explanations for backends that get rankings (in-process, Triton).
 
-The rules are ``handlers/recommendation.py``'s (the TorchServe handlers' domain module), so every
-backend ranks, explains and falls back to popularity the same way.
+The rules are ``handlers/recommendation.py``'s (the TorchServe handlers' domain module) and the
+catalogue and item vectors come from the serving artifacts export wrote, so every backend ranks,
+explains and falls back to popularity the same way.
 """
 
 from __future__ import annotations
@@ -20,20 +21,8 @@ HYBRID_PARTS = rec.HYBRID_PARTS
 VERSION_DIGEST_CHARS = 12
 
 
-def catalogue_from_prepared(folder: Path) -> rec.Catalogue:
-    """The handlers' catalogue built from a prepared dataset folder (what the .mar carries)."""
-    from training.data.preprocess import load_prepared
-
-    prepared = load_prepared(folder)
-    return rec.Catalogue(
-        item_ids=[int(item) for item in prepared.metadata["item_ids"]],
-        movies={int(movie["movie_id"]): movie for movie in prepared.movies},
-        popularity=(prepared.train > 0).sum(dim=0).to(torch.float32),
-    )
-
-
 def file_version(path: Path) -> str:
-    """A checkpoint's content digest: a retrained model gets a new version (and cache keys)."""
+    """An archive's content digest: a re-exported model gets a new version (and cache keys)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:VERSION_DIGEST_CHARS]
 
 
@@ -68,10 +57,3 @@ def answer(
         rows = None if predicted is None else predicted.unsqueeze(0)
         (found,) = rec.ranked_answers(catalogue, [user], ranking.unsqueeze(0), rows, vectors)
     return RecommendationResult.from_dict({"model": model, "version": version, **found})
-
-
-def explanation_vectors(states: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per served model, unit item vectors (the hybrid concatenates its parts', as its handler)."""
-    vectors = {name: rec.item_vectors(name, state) for name, state in states.items()}
-    vectors[rec.HYBRID] = rec.normalise_rows(torch.cat([vectors[p] for p in HYBRID_PARTS], dim=1))
-    return vectors

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from handlers import recommendation as rec
+from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
 from training.serving import triton_names as tn
 from training.serving.triton_client import (
     TritonClient,
@@ -34,37 +35,29 @@ TRITON_VERSION = f"triton-{tn.MODEL_VERSION}"
 class TritonBackend(ModelBackend):
     name = "triton"
 
-    def __init__(
-        self, grpc_url: str, timeout_s: float, prepared_dir: Path, checkpoints_dir: Path | None
-    ) -> None:
+    def __init__(self, grpc_url: str, timeout_s: float, triton_repo: Path) -> None:
         self.client = TritonClient(grpc_url, timeout_s)
-        self.prepared_dir = Path(prepared_dir)
-        self.checkpoints_dir = Path(checkpoints_dir) if checkpoints_dir else None
+        self.triton_repo = Path(triton_repo)
         self._lock = threading.Lock()
         self._catalogue: rec.Catalogue | None = None
-        self._vectors: dict[str, torch.Tensor] | None = None
+        self._vectors: dict[str, torch.Tensor] = {}
 
     def _ensure_catalogue(self) -> rec.Catalogue:
+        """The serving artifacts export wrote beside the graphs: catalogue and item vectors."""
         with self._lock:
             if self._catalogue is None:
-                self._catalogue = ranking.catalogue_from_prepared(self.prepared_dir)
-                self._vectors = self._load_vectors()
+                try:
+                    artifacts = {
+                        model: ServingArtifact.load(
+                            self.triton_repo / model / tn.MODEL_VERSION / ARTIFACT_FILE
+                        )
+                        for model in tn.SERVED_MODELS
+                    }
+                except (FileNotFoundError, ValueError) as exc:
+                    raise BackendUnavailable(f"Triton backend: {exc}") from exc
+                self._vectors = {model: a.vectors for model, a in artifacts.items()}
+                self._catalogue = rec.Catalogue.from_artifact(artifacts[tn.SAE])
             return self._catalogue
-
-    def _load_vectors(self) -> dict[str, torch.Tensor] | None:
-        """Item vectors for explanations come from the checkpoints when they are at hand."""
-        from training.models import load_checkpoint
-
-        if self.checkpoints_dir is None:
-            return None
-        try:
-            states = {
-                name: dict(load_checkpoint(self.checkpoints_dir / f"{name}.pt").model.state_dict())
-                for name in ranking.HYBRID_PARTS
-            }
-        except (FileNotFoundError, ValueError):
-            return None
-        return ranking.explanation_vectors(states)
 
     def recommend(
         self, model: str, query: RecommendRequest, request_id: str
@@ -86,7 +79,7 @@ class TritonBackend(ModelBackend):
             rows, predicted_rows = prediction.served(model)
             ranked = _row(rows)
             predicted = None if predicted_rows is None else _row(predicted_rows)
-        vectors = self._vectors[model] if self._vectors else None
+        vectors = self._vectors[model]
         return ranking.answer(model, TRITON_VERSION, catalogue, vectors, user, ranked, predicted)
 
     def health(self) -> dict[str, str]:
