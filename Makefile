@@ -103,19 +103,19 @@ clean: ## Remove build outputs (keeps data and the venv)
 
 # --- benchmarks ------------------------------------------------------------------------------
 bench: $(STAMP) ## Locust load tests of every scenario, report in benchmarks/results/load_report.md
-	$(BIN)/python benchmarks/run_load.py --bench
+	$(BIN)/python -m benchmarks.run_load --bench
 
 bench-smoke: $(STAMP) ## A few seconds of every Locust scenario; fails on any request failure
-	$(BIN)/python benchmarks/run_load.py --smoke
+	$(BIN)/python -m benchmarks.run_load --smoke
 
 soak: $(STAMP) ## 50 users for 5 minutes against TorchServe + web; failures and server RSS
-	$(BIN)/python benchmarks/run_load.py --soak
+	$(BIN)/python -m benchmarks.run_load --soak
 
 bench-torchserve: export-torchserve ## TorchServe HTTP latency/throughput next to the in-process model
-	$(BIN)/python benchmarks/torchserve_bench.py
+	$(BIN)/python -m benchmarks.torchserve_bench
 
 bench-triton: export-onnx ## Triton gRPC latency/throughput next to in-process onnxruntime
-	$(BIN)/python benchmarks/triton_bench.py
+	$(BIN)/python -m benchmarks.triton_bench
 
 gpu-check: ## On a machine with an NVIDIA GPU: onnxruntime-gpu parity and throughput
 	benchmarks/gpu_check.sh

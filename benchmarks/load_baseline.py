@@ -15,8 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from profiles import dense_ratings
-
+from benchmarks.profiles import dense_ratings
 from handlers import contract
 
 BASELINE_MODELS = ("sae", "rbm")

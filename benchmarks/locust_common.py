@@ -1,6 +1,7 @@
 """What every locustfile here shares: the profiles file, request bodies, the run record.
 
-Imported by the locustfiles only (Locust puts their folder on ``sys.path``); it needs no torch.
+Imported by the locustfiles only, as ``benchmarks.locust_common`` (Locust puts its working
+directory on ``sys.path``: run it from the repository root); it needs no torch.
 
 * ``--profiles`` (or ``$MOVIEREC_LOAD_PROFILES``): the JSON ``benchmarks/profiles.py`` writes.
 * ``RunRecord``: Locust rounds response times below 100 ms to whole milliseconds (its CSV

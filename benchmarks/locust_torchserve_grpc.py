@@ -15,9 +15,9 @@ import random
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
-import locust_common as common
 from locust import User
 
+from benchmarks import locust_common as common
 from training.serving.torchserve_client import GRPC_BODY_KEY
 from training.serving.torchserve_grpc import load_stubs
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 
-import locust_common as common
 from locust import FastHttpUser
+
+from benchmarks import locust_common as common
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 EXPECTED_KEY = b'"recommendations"'  # every single-user answer carries its list

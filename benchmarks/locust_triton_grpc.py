@@ -22,12 +22,12 @@ from functools import cache
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
-import locust_common as common
 import numpy as np
 from locust import User, task
-from profiles import dense_ratings
 from tritonclient.grpc import service_pb2
 
+from benchmarks import locust_common as common
+from benchmarks.profiles import dense_ratings
 from training.serving import triton_names as tn
 
 grpc_gevent.init_gevent()  # grpcio under gevent: make it cooperative first

@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 import re
 
-import locust_common as common
 from locust import FastHttpUser, between, task
 
+from benchmarks import locust_common as common
 from handlers import contract
 
 THINK_TIME_S = (0.1, 0.5)

@@ -6,7 +6,7 @@ give in the test period (what the web scenario rates next). The JSON also carrie
 order (``item_ids``, for dense Triton vectors), search words taken from real titles and the
 genres, so Locust processes read one file and never import torch or the data code.
 
-    .venv/bin/python benchmarks/profiles.py --dataset ml-100k --out /tmp/profiles.json
+    .venv/bin/python -m benchmarks.profiles --dataset ml-100k --out /tmp/profiles.json
 """
 
 from __future__ import annotations
@@ -15,14 +15,9 @@ import argparse
 import json
 import random
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 FORMAT_VERSION = 1
 DEFAULT_DATASET = "ml-100k"

@@ -1,7 +1,7 @@
 """TorchServe latency and throughput over HTTP, next to the in-process forward pass.
 
-    .venv/bin/python benchmarks/torchserve_bench.py               # own server on free ports
-    .venv/bin/python benchmarks/torchserve_bench.py --url http://127.0.0.1:8080 --pid <java pid>
+    .venv/bin/python -m benchmarks.torchserve_bench               # own server on free ports
+    .venv/bin/python -m benchmarks.torchserve_bench --url http://127.0.0.1:8080 --pid <java pid>
 
 Measures sequential batch-1 latency (p50/p95/p99), the throughput of N concurrent clients, the
 in-process forward of the same model on the same requests, and the RSS of the frontend (Java)
@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -27,13 +26,10 @@ from urllib.parse import urlparse
 import psutil
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from training.config import Paths
+from training.export.torchserve import DEFAULTS
 
-from training.config import Paths  # noqa: E402
-from training.export.torchserve import DEFAULTS  # noqa: E402
-
-RESULTS = REPO_ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_REQUESTS = 200
 SAMPLE_USERS = 200  # requests cycle through these users' training ratings
 PERCENTILES = (50, 95, 99)

@@ -1,7 +1,7 @@
 """Triton gRPC latency and throughput, next to in-process onnxruntime on the same graph.
 
-    .venv/bin/python benchmarks/triton_bench.py                 # own tritonserver on free ports
-    .venv/bin/python benchmarks/triton_bench.py --url 127.0.0.1:8001 --repo triton_repo
+    .venv/bin/python -m benchmarks.triton_bench                 # own tritonserver on free ports
+    .venv/bin/python -m benchmarks.triton_bench --url 127.0.0.1:8001 --repo triton_repo
 
 Sequential batch-1 latency (p50/p95/p99) of: onnxruntime in-process, Triton returning every score,
 Triton returning only the in-graph top-k; then the throughput of N concurrent clients (separate
@@ -17,7 +17,6 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,13 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from training.config import Paths, load_params
+from training.serving import triton_names as tn
 
-from training.config import Paths, load_params  # noqa: E402
-from training.serving import triton_names as tn  # noqa: E402
-
-RESULTS = REPO_ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_REQUESTS = 200
 SEQUENTIAL_REQUESTS = 2000
 SAMPLE_USERS = 200

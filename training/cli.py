@@ -155,8 +155,8 @@ _SERVE = {
     "stop": ("training.serving.processes", "stop_command"),
 }
 _MONITOR = {
-    "drift": ("training.monitoring.drift", "drift_command"),
-    "reference": ("training.monitoring.drift", "drift_reference_command"),
+    "drift": ("training.monitoring.drift.commands", "drift_command"),
+    "reference": ("training.monitoring.drift.commands", "drift_reference_command"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The load-test smoke (``benchmarks/run_load.py --smoke``) against real servers.
+"""The load-test smoke (``python -m benchmarks.run_load --smoke``) against real servers.
 
 Locust only ever runs as a subprocess here: importing it would monkey-patch this process's
 networking (breaking other tests), and its pytest plugin claims ``--host``. TorchServe and
@@ -20,7 +20,7 @@ from training.serving import processes
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUN_LOAD = REPO_ROOT / "benchmarks" / "run_load.py"
+RUN_LOAD = "benchmarks.run_load"
 SCENARIOS = ("torchserve_http", "torchserve_grpc", "triton_grpc", "web")
 SMOKE_USERS = 2
 SMOKE_TIMEOUT_S = 300
@@ -29,7 +29,7 @@ FAILING_RUN_SECONDS = 2
 
 def run_load(*args: str, timeout: float = SMOKE_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(RUN_LOAD), *args],
+        [sys.executable, "-m", RUN_LOAD, *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -3,40 +3,33 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.fixtures.scripts import load_script
+from benchmarks import loopback_baseline
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 TRIPS = 500
 # A round trip on loopback takes tens of microseconds; a figure outside this range is a unit or
 # timing mistake, not a slow machine.
 PLAUSIBLE_US = (1.0, 100_000.0)
 
 
-@pytest.fixture(scope="module")
-def loopback():
-    return load_script(BENCH_DIR / "loopback_baseline.py")
-
-
-def test_round_trip_gives_ordered_plausible_percentiles(loopback):
-    trip = loopback.measure_round_trip(TRIPS)
+def test_round_trip_gives_ordered_plausible_percentiles():
+    trip = loopback_baseline.measure_round_trip(TRIPS)
     assert trip.trips == TRIPS
     assert math.isfinite(trip.p50_us) and math.isfinite(trip.p90_us)
     assert PLAUSIBLE_US[0] < trip.p50_us <= trip.p90_us < PLAUSIBLE_US[1]
 
 
-def test_the_echo_process_is_gone_afterwards(loopback):
+def test_the_echo_process_is_gone_afterwards():
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    loopback.measure_round_trip(TRIPS)
+    loopback_baseline.measure_round_trip(TRIPS)
     after = {p.pid for p in psutil.Process().children(recursive=True)}
     assert after <= before
 
 
 @pytest.mark.parametrize("trips", [1, 0, -3])
-def test_a_count_below_two_is_refused(loopback, trips):
+def test_a_count_below_two_is_refused(trips):
     with pytest.raises(ValueError, match="trips must be positive"):
-        loopback.measure_round_trip(trips)
+        loopback_baseline.measure_round_trip(trips)

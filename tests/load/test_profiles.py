@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.fixtures.scripts import load_script
+from benchmarks import profiles
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 COUNT = 60
 SEED = 7
 
 
 @pytest.fixture(scope="module")
-def profiles_module():
-    return load_script(BENCH_DIR / "profiles.py")
-
-
-@pytest.fixture(scope="module")
-def sampled(profiles_module, project_home, tmp_path_factory) -> dict:
+def sampled(project_home, tmp_path_factory) -> dict:
     from training.config import Paths
 
     out = tmp_path_factory.mktemp("profiles") / "profiles.json"
-    profiles_module.write_profiles(Paths(project_home).prepared("ml-100k"), out, COUNT, SEED)
+    profiles.write_profiles(Paths(project_home).prepared("ml-100k"), out, COUNT, SEED)
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -37,16 +30,16 @@ def test_profiles_are_test_split_users_with_ratings_to_send_and_to_hold_out(samp
         assert not profile["ratings"].keys() & profile["held_out"].keys()
 
 
-def test_dense_rows_hold_exactly_each_profiles_ratings_in_catalogue_order(profiles_module, sampled):
+def test_dense_rows_hold_exactly_each_profiles_ratings_in_catalogue_order(sampled):
     item_ids = sampled["item_ids"]
-    rows = profiles_module.dense_ratings(item_ids, sampled["profiles"])
+    rows = profiles.dense_ratings(item_ids, sampled["profiles"])
     assert rows.dtype == np.float32 and rows.shape == (COUNT, len(item_ids))
     for row, profile in zip(rows, sampled["profiles"], strict=True):
         read_back = {str(item_ids[column]): int(row[column]) for column in np.flatnonzero(row)}
         assert read_back == profile["ratings"]
 
 
-def test_a_rating_of_a_movie_outside_the_catalogue_is_refused(profiles_module, sampled):
+def test_a_rating_of_a_movie_outside_the_catalogue_is_refused(sampled):
     stranger = {"ratings": {str(max(sampled["item_ids"]) + 1): 4}}
     with pytest.raises(KeyError):
-        profiles_module.dense_ratings(sampled["item_ids"], [stranger])
+        profiles.dense_ratings(sampled["item_ids"], [stranger])
