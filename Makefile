@@ -89,10 +89,11 @@ down: ## Stop the web app and the model servers (waits for them to exit)
 test: $(STAMP) ## Run the whole test suite (slow integration tests included)
 	$(BIN)/pytest
 
-lint: $(STAMP) ## Ruff lint and format check, import layering (lint-imports)
+lint: $(STAMP) ## Ruff lint and format check, import layering (lint-imports), types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
 
 docs: $(STAMP) ## Regenerate docs/api.md and docs/configuration.md, build the site (MkDocs, strict) into .run/site
 	$(BIN)/python docs/generate.py

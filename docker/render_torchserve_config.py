@@ -16,27 +16,32 @@ import argparse
 import sys
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING
 
-try:  # in the image: copied beside this file
-    from torchserve_snapshot import startup_snapshot
-except ImportError:  # in the repository
+if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback below)
     from training.serving.torchserve_snapshot import startup_snapshot
+else:
+    try:  # in the image: copied beside this file
+        from torchserve_snapshot import startup_snapshot
+    except ImportError:  # in the repository
+        from training.serving.torchserve_snapshot import startup_snapshot
 
 # The container's layout: fixed, because compose, Kubernetes and the healthcheck rely on it.
-CONTAINER_VALUES = {
+CONTAINER_MODEL_STORE = "/home/model-server/model-store"
+CONTAINER_VALUES: dict[str, str | int] = {
     "TS_HOST": "0.0.0.0",
     "TS_INFERENCE_PORT": 8080,
     "TS_MANAGEMENT_PORT": 8081,
     "TS_METRICS_PORT": 8082,
     "TS_GRPC_INFERENCE_PORT": 7070,
     "TS_GRPC_MANAGEMENT_PORT": 7071,
-    "TS_MODEL_STORE": "/home/model-server/model-store",
+    "TS_MODEL_STORE": CONTAINER_MODEL_STORE,
 }
 
 
 def container_values(model_store: Path | None = None) -> dict:
     """The container's values, with a snapshot of the archives in ``model_store``."""
-    store = Path(model_store or CONTAINER_VALUES["TS_MODEL_STORE"])
+    store = Path(model_store or CONTAINER_MODEL_STORE)
     names = sorted(path.stem for path in store.glob("*.mar"))
     return {**CONTAINER_VALUES, "TS_MODEL_SNAPSHOT": startup_snapshot(store, names)}
 

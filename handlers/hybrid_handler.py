@@ -6,12 +6,18 @@ over the candidate movies before the weighted mix.
 
 from __future__ import annotations
 
-try:  # inside a .mar the extra files sit beside the handler, as top-level modules
-    import recommendation as rec
-    from recommender_handler import RecommenderHandler
-except ImportError:  # in the repository
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback below)
     from handlers import recommendation as rec
     from handlers.recommender_handler import RecommenderHandler
+else:
+    try:  # inside a .mar the extra files sit beside the handler, as top-level modules
+        import recommendation as rec
+        from recommender_handler import RecommenderHandler
+    except ImportError:  # in the repository
+        from handlers import recommendation as rec
+        from handlers.recommender_handler import RecommenderHandler
 
 
 class HybridHandler(RecommenderHandler):

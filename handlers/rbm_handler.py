@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-try:  # inside a .mar the extra files sit beside the handler, as top-level modules
-    from recommender_handler import RecommenderHandler
-except ImportError:  # in the repository
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback below)
     from handlers.recommender_handler import RecommenderHandler
+else:
+    try:  # inside a .mar the extra files sit beside the handler, as top-level modules
+        from recommender_handler import RecommenderHandler
+    except ImportError:  # in the repository
+        from handlers.recommender_handler import RecommenderHandler
 
 
 class RBMHandler(RecommenderHandler):

@@ -15,19 +15,24 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-try:  # inside a .mar the contract sits beside this file, as a top-level module
-    import contract
-except ImportError:  # in the repository
+if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback below)
     from handlers import contract
+else:
+    try:  # inside a .mar the contract sits beside this file, as a top-level module
+        import contract
+    except ImportError:  # in the repository
+        from handlers import contract
 
 try:  # 3-5x faster JSON; the worker falls back to the standard library without it
     import orjson
+
+    HAVE_ORJSON = True
 except ImportError:  # pragma: no cover - orjson is pinned in the project
-    orjson = None
+    HAVE_ORJSON = False
 
 MAX_BECAUSE = 3  # movies named per explanation
 MAX_LISTED = 10  # offending ids/values quoted in one error message
@@ -151,7 +156,7 @@ def decode_body(body: Any, content_type: str | None, max_bytes: int = MAX_BODY_B
             "body_too_large", f"body is {len(body)} bytes; the limit is {max_bytes} bytes"
         )
     try:
-        return orjson.loads(body) if orjson is not None else json.loads(body)
+        return orjson.loads(body) if HAVE_ORJSON else json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError("invalid_json", f"body is not valid JSON: {exc}") from None
 
@@ -224,7 +229,8 @@ def parse_ratings(ratings: Any, catalogue: Catalogue) -> dict[int, float]:
     for key, value in ratings.items():
         column = column_of_key.get(key)
         if column is None:  # not the canonical spelling ("050", " 50"), or not a movie
-            column = catalogue.column_of.get(_as_movie_id(key))
+            movie_id = _as_movie_id(key)
+            column = None if movie_id is None else catalogue.column_of.get(movie_id)
         if column is None:
             unknown.append(key)
         # An exact type test keeps bools out; NaN and infinities fail the range test.
@@ -305,7 +311,7 @@ def _listing(items: list[str]) -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value) if orjson is not None else json.dumps(value).encode("utf-8")
+    return orjson.dumps(value) if HAVE_ORJSON else json.dumps(value).encode("utf-8")
 
 
 # -- model side ---------------------------------------------------------------------------------

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
-try:  # inside a .mar the extra files sit beside the handler, as top-level modules
-    import recommendation as rec
-    from serving_artifact import ARTIFACT_FILE, ServingArtifact
-except ImportError:  # in the repository (unit tests, in-process use)
+if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback below)
+    from ts.context import Context
+
     from handlers import recommendation as rec
     from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
+else:
+    try:  # inside a .mar the extra files sit beside the handler, as top-level modules
+        import recommendation as rec
+        from serving_artifact import ARTIFACT_FILE, ServingArtifact
+    except ImportError:  # in the repository (unit tests, in-process use)
+        from handlers import recommendation as rec
+        from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class RecommenderHandler(BaseHandler):
     name: ClassVar[str]
     parts: ClassVar[tuple[str, ...]]
 
-    def initialize(self, context) -> None:
+    def initialize(self, context: Context) -> None:
         model_dir = Path(context.system_properties["model_dir"])
         self.manifest = context.manifest
         config = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
@@ -81,7 +88,7 @@ class RecommenderHandler(BaseHandler):
         log.info("%s %s ready: %d items", self.name, self.version, self.catalogue.n_items)
 
     # -- life cycle ------------------------------------------------------------------------------
-    def handle(self, data: list[dict], context) -> list[str]:
+    def handle(self, data: list[dict], context: Context) -> list[str]:
         # No HandlerTime metric: TorchServe already times the call (PredictionTime), and each
         # metric is one more line the worker writes and the frontend parses per batch.
         self.context = context
@@ -136,7 +143,7 @@ class RecommenderHandler(BaseHandler):
             answers.append(rec.to_json(body))
         return answers
 
-    def answer(self, request: rec.ParsedRequest, ranked) -> dict:
+    def answer(self, request: rec.ParsedRequest, ranked: Iterator[dict]) -> dict:
         users = [
             next(ranked) if user.ratings else rec.popular_answer(self.catalogue, user)
             for user in request.users
@@ -150,13 +157,14 @@ class RecommenderHandler(BaseHandler):
 
     def rank(self, batch: Batch) -> list[dict]:
         """One answer per user of ``batch.users``, by the one ranking path."""
+        inputs = batch.inputs
+        if inputs is None:  # no user of the batch rated anything: nothing to rank
+            return []
         ranking, predicted = rec.served_ranking(
-            self.name, batch.users, batch.ranking, batch.scores, batch.inputs
+            self.name, batch.users, batch.ranking, batch.scores, inputs
         )
         vectors = self.vectors
-        return rec.ranked_answers(
-            self.catalogue, batch.users, ranking, predicted, vectors, batch.inputs
-        )
+        return rec.ranked_answers(self.catalogue, batch.users, ranking, predicted, vectors, inputs)
 
     # -- transport -------------------------------------------------------------------------------
     def _body(self, idx: int, row: dict) -> tuple[Any, str | None]:

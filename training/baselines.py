@@ -90,15 +90,18 @@ class BiasBaseline:
     def fit(self, train: torch.Tensor) -> BiasBaseline:
         mask = (train > 0).float()
         self.global_mean = train.sum() / mask.sum().clamp(min=1.0)
-        self.item_bias = torch.zeros(train.shape[1])
+        item_bias = torch.zeros(train.shape[1])
         for _ in range(self.sweeps):
-            user_bias = self._user_bias(train, mask)
+            user_bias = self._user_bias(train, mask, item_bias)
             residual = (train - self.global_mean - user_bias) * mask
-            self.item_bias = residual.sum(dim=0) / (mask.sum(dim=0) + self.item_reg).clamp(min=1.0)
+            item_bias = residual.sum(dim=0) / (mask.sum(dim=0) + self.item_reg).clamp(min=1.0)
+        self.item_bias = item_bias
         return self
 
-    def _user_bias(self, ratings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        residual = (ratings - self.global_mean - self.item_bias) * mask
+    def _user_bias(
+        self, ratings: torch.Tensor, mask: torch.Tensor, item_bias: torch.Tensor
+    ) -> torch.Tensor:
+        residual = (ratings - self.global_mean - item_bias) * mask
         # An unrated row has a zero residual sum; the clamp only keeps 0/0 away when reg = 0.
         count = (mask.sum(dim=1, keepdim=True) + self.user_reg).clamp(min=1.0)
         return residual.sum(dim=1, keepdim=True) / count
@@ -107,7 +110,7 @@ class BiasBaseline:
         if self.item_bias is None:
             raise RuntimeError("BiasBaseline.predict called before fit")
         mask = (ratings > 0).float()
-        user_bias = self._user_bias(ratings, mask)
+        user_bias = self._user_bias(ratings, mask, self.item_bias)
         return (self.global_mean + user_bias + self.item_bias).clamp(MIN_RATING, MAX_RATING)
 
 

@@ -12,14 +12,19 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from training.config import DATASETS, ConfigError, Paths, load_params
 
+if TYPE_CHECKING:
+    # typer vendors click (typer._click): TyperGroup takes and returns its types, not click's.
+    from typer._click import Command, Context
+
+P = ParamSpec("P")
+R = TypeVar("R")
 EXIT_INVALID = 3
 EXIT_UNAVAILABLE = 4
 
@@ -35,16 +40,16 @@ ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to rea
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
-def cli_errors(func: Callable) -> Callable:
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the project's known error types into a one-line message and a stable exit code."""
 
     @wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from training.data.ingest import ChecksumError, DataUnavailableError
         from training.data.parsers import DataValidationError
 
@@ -162,10 +167,10 @@ _MONITOR = {
 
 def _lazy_group(commands: dict[str, tuple[str, str]]) -> type[TyperGroup]:
     class LazyGroup(TyperGroup):
-        def list_commands(self, ctx: click.Context) -> list[str]:
+        def list_commands(self, ctx: Context) -> list[str]:
             return [*super().list_commands(ctx), *commands]
 
-        def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        def get_command(self, ctx: Context, name: str) -> Command | None:
             if name not in commands:
                 return super().get_command(ctx, name)
             module_name, attr = commands[name]

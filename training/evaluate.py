@@ -178,7 +178,7 @@ def evaluate_models(params: Params, paths: Paths) -> dict[str, Any]:
     baselines with one protocol; the full report."""
     data = load_prepared(paths.prepared(params.data.dataset))
     item_genres = [movie["genres"] for movie in data.movies]
-    settings = {
+    settings: dict[str, Any] = {  # evaluate_scores' keyword arguments
         "k_values": params.evaluate.k_values,
         "threshold": float(params.evaluate.relevance_threshold),
         "item_genres": item_genres,

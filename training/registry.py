@@ -66,7 +66,8 @@ def register_model(
     incumbent = None
     try:
         champion = client.get_model_version_by_alias(name, params.mlflow.best_alias)
-        incumbent = client.get_run(champion.run_id).data.metrics.get(metric)
+        if champion.run_id:  # a version registered without a run has no figures to beat
+            incumbent = client.get_run(champion.run_id).data.metrics.get(metric)
     except MlflowException:
         pass  # no champion yet
     if metric in test_metrics and _beats(test_metrics[metric], incumbent, higher):

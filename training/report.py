@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 REPORT_JSON = "evaluation.json"
 REPORT_MD = "evaluation.md"
@@ -120,7 +124,7 @@ def _cold_table(models: dict[str, Any], kind: str, figure: str, counts: list[str
 
 
 # -- plots -------------------------------------------------------------------------------------
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +133,7 @@ def _pyplot():
     return plt
 
 
-def _grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
+def _grouped_bars(ax: Axes, groups: list[str], series: dict[str, list[float | None]]) -> None:
     width = BAR_WIDTH / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
@@ -314,7 +318,9 @@ def _choices(models: dict[str, Any]) -> str:
     lines = ["Chosen on validation (held out of train; never on test):", ""]
     for name, result in models.items():
         for choice, detail in (result.get("choices") or {}).items():
-            figures = next((v for key, v in detail.items() if key.startswith("val_")), {})
+            figures: dict[str, Any] = next(
+                (v for key, v in detail.items() if key.startswith("val_")), {}
+            )
             tried = ", ".join(f"{w}: {fmt(v)}" for w, v in figures.items())
             chosen = detail.get("chosen", detail.get("weights"))
             if isinstance(chosen, dict):

@@ -90,7 +90,7 @@ def evaluate_served(repo: Path, prepared: Path, k: int, threshold: float) -> dic
                 tn.WEIGHTS.name: hybrid_weights,
             },
         )
-        figures = {
+        figures: dict[str, dict[str, Any]] = {
             model: list_figures(outputs[model][tn.TOP_IDS.name], item_ids, relevant, popularity, k)
             for model in tn.SCORING_MODELS
         }

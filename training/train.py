@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.config import Params, Paths, get_logger
+from training.config import Params, Paths, RBMParams, SAEParams, get_logger
 from training.data.holdout import holdout
 from training.data.preprocess import PreparedData, load_prepared
 from training.metrics.ranking import ranking_metrics, rating_metrics
 from training.models import RECOMMENDERS
 from training.models.base import BaseRecommender, EpochCallback, History
+from training.models.rbm import RBMRecommender
+from training.models.sae import SAERecommender
 from training.monitoring.training_metrics import TEXTFILE_NAME, write_training_textfile
 
 log = get_logger("training")
@@ -44,12 +46,14 @@ def seed_everything(seed: int) -> None:
 def build_recommender(
     name: str, params: Params, n_items: int, device: torch.device
 ) -> BaseRecommender:
-    if name == "sae":
-        return RECOMMENDERS[name](params.sae, n_items, device)
-    return RECOMMENDERS[name](params.rbm, n_items, device, threshold=params.data.rbm_threshold)
+    if name == SAERecommender.name:
+        return SAERecommender(params.sae, n_items, device)
+    if name == RBMRecommender.name:
+        return RBMRecommender(params.rbm, n_items, device, threshold=params.data.rbm_threshold)
+    raise KeyError(name)
 
 
-def model_params(name: str, params: Params):
+def model_params(name: str, params: Params) -> SAEParams | RBMParams:
     return getattr(params, name)
 
 

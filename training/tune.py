@@ -16,11 +16,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from training.config import ConfigError, Params, Paths, get_logger, load_params
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+    from optuna import Study, Trial
+    from ruamel.yaml.comments import CommentedSeq
+
+    from training.models.base import EpochCallback
 
 log = get_logger("tuning")
 TUNABLE_MODELS = ("sae", "rbm")
@@ -53,7 +60,7 @@ def sae_layer_choices(configured: list[int]) -> tuple[str, ...]:
     return SAE_HIDDEN_LAYERS if label in SAE_HIDDEN_LAYERS else (*SAE_HIDDEN_LAYERS, label)
 
 
-def suggest_sae(trial, base: Params) -> dict[str, Any]:
+def suggest_sae(trial: Trial, base: Params) -> dict[str, Any]:
     label = trial.suggest_categorical("hidden_layers", sae_layer_choices(base.sae.hidden_layers))
     return {
         "hidden_layers": [int(size) for size in label.split("-")],
@@ -63,7 +70,7 @@ def suggest_sae(trial, base: Params) -> dict[str, Any]:
     }
 
 
-def suggest_rbm(trial, base: Params) -> dict[str, Any]:
+def suggest_rbm(trial: Trial, base: Params) -> dict[str, Any]:
     return {
         "n_hidden": trial.suggest_int("n_hidden", *N_HIDDEN_RANGE),
         "lr": trial.suggest_float("lr", *LR_RANGE, log=True),
@@ -72,7 +79,7 @@ def suggest_rbm(trial, base: Params) -> dict[str, Any]:
     }
 
 
-SEARCH_SPACES: dict[str, Callable[[Any, Params], dict[str, Any]]] = {
+SEARCH_SPACES: dict[str, Callable[[Trial, Params], dict[str, Any]]] = {
     "sae": suggest_sae,
     "rbm": suggest_rbm,
 }
@@ -127,7 +134,7 @@ class TrialRunner:
         self.track = track
         self.monitor = RECOMMENDERS[model].monitor
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: Trial) -> float:
         import optuna
 
         sampled = SEARCH_SPACES[self.model](trial, self.base)
@@ -157,7 +164,7 @@ class TrialRunner:
 
                 mlflow.end_run(status=status)
 
-    def _start_child(self, trial, sampled: dict[str, Any]):
+    def _start_child(self, trial: Trial, sampled: dict[str, Any]) -> ActiveRun | None:
         if not self.track:
             return None
         import mlflow
@@ -173,7 +180,7 @@ class TrialRunner:
         mlflow.log_params({f"{self.model}.{k}": v for k, v in sampled.items()})
         return run
 
-    def _train(self, trial, trial_params: Params, report) -> float:
+    def _train(self, trial: Trial, trial_params: Params, report: EpochCallback) -> float:
         from training.train import train_model
 
         # A trial never overwrites the pipeline's checkpoint; per-epoch figures reach the active
@@ -222,7 +229,7 @@ def plot_importances(importances: dict[str, float], path: Path, title: str) -> P
     return path
 
 
-def _importances(study) -> dict[str, float] | None:
+def _importances(study: Study) -> dict[str, float] | None:
     from optuna.importance import get_param_importances
     from optuna.trial import TrialState
 
@@ -235,7 +242,7 @@ def _importances(study) -> dict[str, float] | None:
         return None
 
 
-def _summarise(study, outputs: Path, track: bool) -> Path | None:
+def _summarise(study: Study, outputs: Path, track: bool) -> Path | None:
     """Trials table and importance plot into ``outputs`` and, with tracking, onto the parent run
     with the best trial; returns the importance plot, if there is one."""
     importances = _importances(study)
@@ -253,7 +260,7 @@ def _summarise(study, outputs: Path, track: bool) -> Path | None:
     import mlflow
 
     mlflow.log_artifact(str(table))
-    if plot is not None:
+    if plot is not None and importances:
         mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_metrics({f"importance.{k}": v for k, v in importances.items()})
     if _has_best(study):
@@ -262,7 +269,7 @@ def _summarise(study, outputs: Path, track: bool) -> Path | None:
     return plot
 
 
-def _has_best(study) -> bool:
+def _has_best(study: Study) -> bool:
     from optuna.trial import TrialState
 
     return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -372,7 +379,7 @@ def _yaml_value(value: Any) -> Any:
     return YAML().load(text)
 
 
-def _describe_architecture(layers, sizes: list[int]) -> None:
+def _describe_architecture(layers: CommentedSeq, sizes: list[int]) -> None:
     """params.yaml annotates the SAE layers with the full architecture; keep that comment true."""
     comment = layers.ca.comment[0] if layers.ca.comment else None
     if comment is not None and comment.value.lstrip().startswith(ARCHITECTURE_COMMENT):

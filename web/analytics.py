@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from web.tables import Event, Feedback, Impression
 
@@ -51,13 +51,16 @@ def live_figures(db: Session) -> LiveFigures:
             .group_by(Event.endpoint)
         ).all()
     )
-    figures.requests_by_model = dict(
-        db.execute(
+    # Recommendation events always name their model (the column is nullable for HTTP events).
+    figures.requests_by_model = {
+        model: count
+        for model, count in db.execute(
             select(Event.model, func.count())
             .where(Event.kind == RECOMMEND_EVENT)
             .group_by(Event.model)
         ).all()
-    )
+        if model is not None
+    }
     figures.latency_ms = _percentiles(db, HTTP_EVENT, Event.endpoint)
     figures.model_latency_ms = _percentiles(db, RECOMMEND_EVENT, Event.model)
     hits = dict(
@@ -82,7 +85,9 @@ def live_figures(db: Session) -> LiveFigures:
     return figures
 
 
-def _percentiles(db: Session, kind: str, column) -> dict[str, dict[int, float]]:
+def _percentiles(
+    db: Session, kind: str, column: InstrumentedAttribute[str | None]
+) -> dict[str, dict[int, float]]:
     recent = db.execute(
         select(column, Event.latency_ms)
         .where(Event.kind == kind)
@@ -91,7 +96,8 @@ def _percentiles(db: Session, kind: str, column) -> dict[str, dict[int, float]]:
     ).all()
     groups: dict[str, list[float]] = defaultdict(list)
     for name, latency in recent:
-        groups[name].append(latency)
+        if name is not None:  # sorted() below cannot order None among names
+            groups[name].append(latency)
     return {
         name: dict(zip(PERCENTILES, np.percentile(values, PERCENTILES).tolist(), strict=True))
         for name, values in sorted(groups.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import time
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from htmx_flask import Htmx
@@ -110,7 +110,7 @@ def _register_request_hooks(app: Flask) -> None:
         g.request_id = instrumentation.request_id()
 
     @app.after_request
-    def _finish(response):
+    def _finish(response: Response) -> Response:
         staged = journal.take()
         # Unmatched URLs (favicon probes, typos) are not pages worth counting.
         if request.endpoint and request.endpoint not in UNTRACKED_ENDPOINTS and "started" in g:

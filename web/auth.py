@@ -10,10 +10,13 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 from functools import wraps
+from typing import ParamSpec, TypeVar
 
 import jwt
 from flask import current_app, g, request
 
+P = ParamSpec("P")
+R = TypeVar("R")
 ALGORITHM = "HS256"
 ISSUER = "movierec-web"
 AUDIENCE = "movierec-api"
@@ -74,11 +77,11 @@ def bearer_token() -> str:
     return token.strip()
 
 
-def require_token(view: Callable) -> Callable:
+def require_token(view: Callable[P, R]) -> Callable[P, R]:
     """Reject the request with 401 unless it carries a valid token; ``g.api_subject`` is set."""
 
     @wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         settings = current_app.config["SETTINGS"]
         claims = verify_token(settings.jwt_secret, bearer_token(), settings.jwt_secret_fallbacks)
         g.api_subject = claims["sub"]

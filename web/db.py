@@ -9,7 +9,9 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask, g
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from web.config import DEFAULT_SQLITE_SYNCHRONOUS, SqliteSynchronous
 
@@ -37,7 +39,7 @@ def make_engine(
         engine = create_engine(url, pool_size=pool_size)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection, _record) -> None:
+        def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")

@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from web.auth import AuthError
 from web.backends import BackendRejected, BackendUnavailable
+from web.htmx import is_htmx
 from web.validation import InvalidInput
 
 API_PREFIX = "/api/"
@@ -20,14 +21,14 @@ def _is_api() -> bool:
 
 def error_response(
     status: int, message: str, details: list[dict] | None = None, headers: dict | None = None
-) -> Response | tuple:
+) -> Response:
     if _is_api():
         body = {"error": message, "status": status}
         if details:
             body["details"] = details
         response = jsonify(body)
     else:
-        template = "partials/error.html" if request.htmx else "error.html"
+        template = "partials/error.html" if is_htmx() else "error.html"
         response = Response(
             render_template(template, status=status, message=message, details=details or []),
             mimetype="text/html",
@@ -40,24 +41,24 @@ def error_response(
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(InvalidInput)
-    def _invalid(exc: InvalidInput):
+    def _invalid(exc: InvalidInput) -> Response:
         details = [{"field": field, "message": message} for field, message in exc.errors]
         return error_response(UNPROCESSABLE, f"invalid input: {exc}", details)
 
     @app.errorhandler(AuthError)
-    def _unauthorized(exc: AuthError):
+    def _unauthorized(exc: AuthError) -> Response:
         return error_response(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'})
 
     @app.errorhandler(BackendUnavailable)
-    def _backend_down(exc: BackendUnavailable):
+    def _backend_down(exc: BackendUnavailable) -> Response:
         return error_response(SERVICE_UNAVAILABLE, f"model server unavailable: {exc}")
 
     @app.errorhandler(BackendRejected)
-    def _backend_rejected(exc: BackendRejected):
+    def _backend_rejected(exc: BackendRejected) -> Response:
         return error_response(UNPROCESSABLE, f"the model server refused the input: {exc}")
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
+    def _http(exc: HTTPException) -> Response:
         messages = {
             413: f"request body too large (limit {app.config['MAX_CONTENT_LENGTH']} bytes)",
             429: f"rate limit exceeded ({exc.description}); slow down and retry later",
@@ -65,6 +66,7 @@ def init_app(app: Flask) -> None:
         headers = {}
         if exc.code == 429 and exc.get_response().headers.get("Retry-After"):
             headers["Retry-After"] = exc.get_response().headers["Retry-After"]
+        code = exc.code or 500
         return error_response(
-            exc.code or 500, messages.get(exc.code, exc.description or exc.name), headers=headers
+            code, messages.get(code, exc.description or exc.name), headers=headers
         )

@@ -27,7 +27,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -50,6 +50,9 @@ from training.monitoring import drift as drift_module
 from training.monitoring.gpu import GpuCollector
 from training.monitoring.logging_config import current_request_id, install_request_logging
 from training.monitoring.training_metrics import TEXTFILE_NAME, TRAINING_METRICS, read_textfile
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = get_logger("api")
 
@@ -144,10 +147,13 @@ class AppMetrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
-        gauge_mode = {"multiprocess_mode": "mostrecent"} if self.multiprocess else {}
+        # Across workers a gauge shows the latest value set; in one process "all" is the default.
+        gauge_mode: Literal["mostrecent", "all"] = "mostrecent" if self.multiprocess else "all"
 
         def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
-            return Gauge(name, documentation, labels, registry=registry, **gauge_mode)
+            return Gauge(
+                name, documentation, labels, registry=registry, multiprocess_mode=gauge_mode
+            )
 
         self.request_latency = Histogram(
             "http_request_duration_seconds",
@@ -328,7 +334,7 @@ class AppMetrics:
             return None
         self._drift_dirty = False
         for c in report.comparisons:
-            if c.psi is None:
+            if c.psi is None or c.ks_statistic is None:  # both or neither (no figures)
                 continue
             values = {"psi": c.psi, "ks": c.ks_statistic}
             for statistic in DRIFT_STATISTICS:
@@ -354,7 +360,8 @@ class AppMetrics:
         return body + generate_latest(live)
 
 
-def _models_of(report: Mapping[str, Any]) -> Mapping[str, Any]:
+def _models_of(report: Any) -> Mapping[str, Any]:
+    """The per-model results of a report read from JSON (anything else has none)."""
     models = report.get("models") if isinstance(report, Mapping) else None
     if isinstance(models, Mapping):
         return models
@@ -379,11 +386,11 @@ def _number(value: Any) -> float | None:
 
 
 # -- Flask wiring ---------------------------------------------------------------------------------
-def _setting(app, key: str, default: Any) -> Any:
+def _setting(app: Flask, key: str, default: Any) -> Any:
     return app.config[key] if key in app.config else default
 
 
-def init_app(app, registry: CollectorRegistry | None = None) -> AppMetrics:
+def init_app(app: Flask, registry: CollectorRegistry | None = None) -> AppMetrics:
     """Install request metrics, request ids and access logs, and ``GET /metrics`` on ``app``.
 
     ``app.config`` may set ``MOVIEREC_DRIFT_REFERENCE`` (default ``drift_reference.json`` beside
@@ -426,7 +433,7 @@ def init_app(app, registry: CollectorRegistry | None = None) -> AppMetrics:
         g._movierec_metrics_started = time.perf_counter()
 
     @app.after_request
-    def _observe_request(response):
+    def _observe_request(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
         method = request.method if request.method in KNOWN_METHODS else OTHER
         started = g.pop("_movierec_metrics_started", None)
@@ -438,7 +445,7 @@ def init_app(app, registry: CollectorRegistry | None = None) -> AppMetrics:
             metrics.api_errors.labels(endpoint, error).inc()
         return response
 
-    def _remember_exception(sender, exception: BaseException, **_extra) -> None:
+    def _remember_exception(sender: object, exception: BaseException, **_extra: object) -> None:
         g._movierec_error_type = label_value(type(exception).__name__)
 
     got_request_exception.connect(_remember_exception, app, weak=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,8 +90,10 @@ def set_rating(db: Session, user_id: int, movie_id: int, rating: int) -> None:
 
 
 def remove_rating(db: Session, user_id: int, movie_id: int) -> bool:
-    result = db.execute(
-        delete(Rating).where(Rating.user_id == user_id, Rating.movie_id == movie_id)
+    # A DELETE answers with a CursorResult (rowcount); Session.execute is typed for any statement.
+    result = cast(
+        CursorResult[Any],
+        db.execute(delete(Rating).where(Rating.user_id == user_id, Rating.movie_id == movie_id)),
     )
     db.commit()
     return result.rowcount > 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -15,10 +15,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from handlers import contract
 from web.catalog import Catalog
-from web.config import MODEL_NAMES
 from web.profiles import MAX_RATING, MIN_RATING
 
 MAX_K = contract.MAX_K
@@ -29,6 +29,7 @@ FEEDBACK_KINDS = contract.FEEDBACK_KINDS
 
 ModelName = Literal["sae", "rbm", "hybrid"]
 Stars = Annotated[float, Field(ge=MIN_RATING, le=MAX_RATING, strict=True)]
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 class InvalidInput(ValueError):
@@ -87,7 +88,7 @@ class BatchBody(_Body):
 
 
 class CompareBody(Query):
-    models: list[ModelName] = list(MODEL_NAMES)
+    models: list[ModelName] = list(get_args(ModelName))  # every served model
     weights: Weights | None = None
 
 
@@ -102,7 +103,7 @@ class TokenBody(_Body):
     api_key: str = Field(min_length=1)
 
 
-def parse(model: type[BaseModel], data: object) -> BaseModel:
+def parse(model: type[BodyT], data: object) -> BodyT:
     """Validate ``data``; raise InvalidInput naming each bad field."""
     if not isinstance(data, Mapping):
         raise InvalidInput([("body", "must be a JSON object")])
@@ -115,7 +116,7 @@ def parse(model: type[BaseModel], data: object) -> BaseModel:
         ) from exc
 
 
-def _message(error: dict) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":

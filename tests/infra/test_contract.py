@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import get_args
 
 from handlers import contract
 from training.serving import triton_names as tn
@@ -92,6 +93,8 @@ def test_clients_and_servers_read_the_contract():
     assert validation.MAX_K == contract.MAX_K and validation.DEFAULT_K == contract.DEFAULT_K
     assert validation.FEEDBACK_KINDS == contract.FEEDBACK_KINDS
     assert config.MODEL_NAMES == contract.SERVED_MODELS
+    # The API's model-name type (and with it CompareBody's default) names the served models.
+    assert get_args(validation.ModelName) == contract.SERVED_MODELS
     assert (profiles.MIN_RATING, profiles.MAX_RATING) == (contract.MIN_RATING, contract.MAX_RATING)
     assert tn.SERVED_MODELS == contract.SERVED_MODELS and tn.TOP_K == contract.GRAPH_TOP_K
     assert tn.N_HYBRID_WEIGHTS == len(contract.HYBRID_PARTS)

@@ -141,6 +141,16 @@ def test_ci_runs_the_suite_the_linters_and_the_audit():
     assert "data/raw" in cached
 
 
+def test_ci_type_checks_with_the_project_settings():
+    """The lint job runs plain `mypy` (pyproject.toml's [tool.mypy], no ad-hoc config) against
+    the installed dependencies, as `make lint` and tests/infra/test_mypy.py do."""
+    runs = [step.get("run", "") for step in _load("ci.yml")["jobs"]["lint"]["steps"]]
+    assert "mypy" in [run.strip() for run in runs]
+    assert not any("mypy --config-file" in run for run in runs)
+    install = next(run for run in runs if "pip install" in run)
+    assert "--extra cpu" in install and "mypy" in install
+
+
 def test_cd_pushes_images_on_main_and_tags():
     workflow = _load("cd.yml")
     assert workflow["on"]["push"]["branches"] == ["main"]

@@ -32,8 +32,9 @@ def prepare_autoencoder_data(ratings: torch.Tensor) -> torch.Tensor:
     return ratings.to(torch.float32)
 
 
-def prepare_rbm_data(ratings: torch.Tensor, threshold: int = 3) -> torch.Tensor:
-    """Liked (rating >= threshold) -> 1, disliked -> 0, unrated -> -1."""
+def prepare_rbm_data(ratings: torch.Tensor, threshold: float | torch.Tensor = 3) -> torch.Tensor:
+    """Liked (rating >= threshold) -> 1, disliked -> 0, unrated -> -1. ``threshold`` may be a
+    0-d tensor (the RBM's buffer)."""
     liked = (ratings >= threshold).to(torch.float32)
     return torch.where(ratings > UNRATED, liked, torch.full_like(liked, RBM_UNKNOWN))
 

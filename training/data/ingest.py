@@ -81,8 +81,8 @@ def _copy_from_mirror(spec: DatasetSpec, mirror: Path, staging: Path) -> dict:
             shutil.copyfile(plain, staging / source.filename)
         elif source.xz_name and packed.is_file():
             try:
-                with lzma.open(packed) as src, (staging / source.filename).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                with lzma.open(packed) as xz, (staging / source.filename).open("wb") as dst:
+                    shutil.copyfileobj(xz, dst, _CHUNK)
             except (lzma.LZMAError, EOFError) as exc:
                 raise ChecksumError(f"{packed}: not a complete xz file ({exc})") from exc
         else:

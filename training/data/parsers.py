@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class Movie:
         }
 
 
-def _lines(path: Path, encoding: str):
+def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded text) for non-empty lines, rejecting damaged text."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -172,7 +173,8 @@ def read_movies_100k(path: Path | str, genre_names: list[str]) -> list[Movie]:
     """``u.item``: id|title|release|video release|url|19 genre flags (latin-1)."""
     path = Path(path)
     expected = 5 + len(genre_names)
-    movies, seen = [], set()
+    movies: list[Movie] = []
+    seen: set[int] = set()
     for number, text in _lines(path, "latin-1"):
         fields = text.split("|")
         if len(fields) != expected:
@@ -197,7 +199,8 @@ def read_movies_100k(path: Path | str, genre_names: list[str]) -> list[Movie]:
 def read_movies_1m(path: Path | str) -> list[Movie]:
     """``movies.dat``: id::title (year)::Genre|Genre (latin-1)."""
     path = Path(path)
-    movies, seen = [], set()
+    movies: list[Movie] = []
+    seen: set[int] = set()
     for number, text in _lines(path, "latin-1"):
         fields = text.split("::")
         if len(fields) != 3:

@@ -45,7 +45,7 @@ def item_vectors(model: nn.Module) -> torch.Tensor:
     """
     if isinstance(model, SAENet):
         parts = []
-        for member in model.members:
+        for member in model.autoencoders():
             linears = [layer for layer in member if isinstance(layer, nn.Linear)]
             decoder = linears[-1].weight  # [n_items, hidden]
             n_items = decoder.shape[0]
@@ -54,7 +54,7 @@ def item_vectors(model: nn.Module) -> torch.Tensor:
             parts += [_unit(per_item), _unit(decoder)]
         return _unit(torch.cat(parts, dim=1))
     if isinstance(model, RBMEnsemble):
-        return _unit(torch.cat([member.weight.t() for member in model.members], dim=1))
+        return _unit(torch.cat([member.weight.t() for member in model.rbms()], dim=1))
     raise TypeError(f"no item vectors are defined for {type(model).__name__}")
 
 

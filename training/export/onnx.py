@@ -57,6 +57,8 @@ def top_unrated(
 class ServingGraph(nn.Module):
     """A model's inference module plus its masked top-k: what Triton serves for sae and rbm."""
 
+    item_ids: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, model: nn.Module, item_ids: list[int], k: int = tn.TOP_K) -> None:
         super().__init__()
         self.model = model
@@ -88,6 +90,8 @@ class HybridBlend(nn.Module):
 
     ``weights`` [batch, 2] = (w_sae, w_rbm) per request, normalised to sum 1; negative count as 0.
     """
+
+    item_ids: torch.Tensor  # a buffer, as in ServingGraph
 
     def __init__(self, item_ids: list[int], k: int = tn.TOP_K) -> None:
         super().__init__()
@@ -138,6 +142,8 @@ def _to_onnx(
             dynamo=True,
             verbose=False,
         )
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise ExportError(f"{path}: torch.onnx.export returned no program")
     model = program.model_proto
     # Triton 24.10's onnxruntime reads IR <= 10; nothing newer is used by these graphs.
     model.ir_version = min(model.ir_version, tn.MAX_ONNX_IR_VERSION)

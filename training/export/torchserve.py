@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
@@ -24,6 +24,9 @@ import yaml
 from training.config import REPO_ROOT, ConfigError, Paths, get_logger
 from training.export.artifact import artifact_path, build_artifacts
 from training.serving.torchserve_snapshot import SNAPSHOT_SECTION
+
+if TYPE_CHECKING:
+    from training.models.base import BaseRecommender
 
 log = get_logger("export")
 
@@ -121,7 +124,10 @@ def script_for_serving(model: torch.nn.Module, example: torch.Tensor) -> torch.j
 
 
 def served_quality(
-    recommender, served: torch.nn.Module, train: torch.Tensor, test: torch.Tensor
+    recommender: BaseRecommender,
+    served: torch.nn.Module,
+    train: torch.Tensor,
+    test: torch.Tensor,
 ) -> dict[str, Any]:
     """The test figures a model is judged on (RMSE of a rating model's scores, NDCG@k of every
     model's ranking), trained vs served; raises when serving costs more than

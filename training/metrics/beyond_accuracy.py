@@ -91,13 +91,13 @@ def bucket_label(lower: int, upper: int | None) -> str:
 
 def bucket_masks(counts: torch.Tensor, edges: Sequence[int]) -> list[tuple[str, torch.Tensor]]:
     """(label, boolean mask) per bucket [edges[i], edges[i+1]), the last one open."""
-    bounds = [*edges, None]
+    bounds: list[int | None] = [*edges, None]
     return [
         (
             bucket_label(lower, upper),
             (counts >= lower) & (counts < (upper if upper is not None else math.inf)),
         )
-        for lower, upper in zip(bounds[:-1], bounds[1:], strict=True)
+        for lower, upper in zip(edges, bounds[1:], strict=True)
     ]
 
 

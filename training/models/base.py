@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -27,6 +27,8 @@ from training.config import EarlyStoppingParams, get_logger
 
 log = get_logger("training")
 CHECKPOINT_FORMAT = 1
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 @dataclass
@@ -74,27 +76,29 @@ class EarlyStopping:
 EpochCallback = Callable[[int, float, dict[str, float]], None]
 
 
-class BaseRecommender(ABC):
+class BaseRecommender(ABC, Generic[ParamsT, ModelT]):
     """build_model / train / predict / save_model / load_model / log_metrics (scoring a model on
-    a test split is ``training.evaluate.evaluate_model``'s job)."""
+    a test split is ``training.evaluate.evaluate_model``'s job). Generic in the model's
+    parameters (a pydantic section of params.yaml) and its inference module."""
 
     name: ClassVar[str]
-    params_class: ClassVar[type[BaseModel]]
+    # Set on the class (a ClassVar cannot name a type variable).
+    params_class: type[ParamsT]
     # The validation figure that picks the best epoch (lower is better).
     monitor: ClassVar[str]
 
-    def __init__(self, params: BaseModel, n_items: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, params: ParamsT, n_items: int, device: str | torch.device = "cpu") -> None:
         self.params = params
         self.n_items = n_items
         self.device = torch.device(device)
-        self.model: nn.Module = self.build_model().to(self.device)
+        self.model: ModelT = self.build_model().to(self.device)
         self.history = History()
         # What a checkpoint carries beside the weights (dataset, item_ids, test_metrics, ...).
         self.extra: dict[str, Any] = {}
 
     # -- what each model supplies -------------------------------------------------------------
     @abstractmethod
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> ModelT:
         """The inference module: raw ratings [batch, n_items] -> scores [batch, n_items]."""
 
     @abstractmethod
@@ -220,7 +224,7 @@ class BaseRecommender(ABC):
         return path
 
     @classmethod
-    def load_model(cls, path: Path | str, device: str = "cpu") -> BaseRecommender:
+    def load_model(cls, path: Path | str, device: str = "cpu") -> Self:
         checkpoint = torch.load(Path(path), map_location=device, weights_only=False)
         if checkpoint.get("model") != cls.name:
             raise ValueError(f"{path}: holds a {checkpoint.get('model')!r} model, not {cls.name!r}")

@@ -10,6 +10,7 @@ probabilities averaged (``RBMEnsemble``): each CD estimate is noisy, and the noi
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -25,6 +26,8 @@ WEIGHT_INIT_STD = 0.01
 
 class RBMNet(nn.Module):
     """Raw ratings [batch, n_items] -> (p(v=1|h), the same as ranking), each [batch, n_items]."""
+
+    threshold: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
     def __init__(self, n_items: int, params: RBMParams, threshold: int = 3) -> None:
         super().__init__()
@@ -69,31 +72,45 @@ class RBMEnsemble(nn.Module):
         )
         self.register_load_state_dict_pre_hook(_single_rbm_is_member_0)
 
+    def rbms(self) -> list[RBMNet]:
+        """The members, typed (iterating an nn.ModuleList yields plain modules)."""
+        return [cast(RBMNet, member) for member in self.members]
+
     def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probabilities = torch.stack([member(ratings)[0] for member in self.members]).mean(dim=0)
         return probabilities, probabilities
 
 
-def _single_rbm_is_member_0(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+def _single_rbm_is_member_0(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: object
+) -> None:
     """Checkpoints from before ensembles held one RBM at the top level: it is member 0."""
     for key in [k for k in state_dict if k.startswith(prefix) and "." not in k[len(prefix) :]]:
         state_dict[f"{prefix}members.0.{key[len(prefix) :]}"] = state_dict.pop(key)
 
 
-class RBMRecommender(BaseRecommender):
+class RBMRecommender(BaseRecommender[RBMParams, RBMEnsemble]):
     name = "rbm"
     params_class = RBMParams
     monitor = "val_ndcg_loss"  # 1 - NDCG@10 on validation items: lower is better
 
-    def __init__(self, params: RBMParams, n_items: int, device="cpu", threshold: int = 3) -> None:
+    def __init__(
+        self,
+        params: RBMParams,
+        n_items: int,
+        device: str | torch.device = "cpu",
+        threshold: int = 3,
+    ) -> None:
         self.threshold = threshold
         super().__init__(params, n_items, device)
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> RBMEnsemble:
         return RBMEnsemble(self.n_items, self.params, self.threshold)
 
     def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
-        self.best_members: list[tuple[float, dict]] = [(-1.0, {})] * len(self.model.members)
+        self.best_members: list[tuple[float, dict[str, torch.Tensor]]] = [(-1.0, {})] * len(
+            self.model.members
+        )
         self.velocity = [
             [torch.zeros_like(p) for p in member.parameters()] for member in self.model.members
         ]
@@ -107,7 +124,7 @@ class RBMRecommender(BaseRecommender):
     def cd_step(self, batch: torch.Tensor, generator: torch.Generator, member: int = 0) -> float:
         """One CD-k update of one member on a batch of raw rating vectors; returns the
         reconstruction error."""
-        net: RBMNet = self.model.members[member]
+        net = self.model.rbms()[member]
         velocity = self.velocity[member]
         encoded = net.encode(batch)
         known = (encoded >= 0).to(encoded.dtype)

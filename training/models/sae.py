@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -72,6 +73,11 @@ def blend_ranking(
 class SAENet(nn.Module):
     """Raw ratings [batch, n_items] (0 = unrated) -> (predicted ratings in [1, 5], ranking)."""
 
+    # Buffers (register_buffer), declared for the type checker.
+    global_mean: torch.Tensor
+    item_bias: torch.Tensor
+    rank_weight: torch.Tensor
+
     def __init__(self, n_items: int, params: SAEParams) -> None:
         super().__init__()
         self.center = params.center
@@ -87,6 +93,10 @@ class SAENet(nn.Module):
         # The weight of the predicted rating in the ranking, chosen on validation after training.
         self.register_buffer("rank_weight", torch.tensor(0.0))
         self.register_load_state_dict_pre_hook(_rename_single_network)
+
+    def autoencoders(self) -> list[nn.Sequential]:
+        """The rating members, typed (iterating an nn.ModuleList yields plain modules)."""
+        return [cast(nn.Sequential, member) for member in self.members]
 
     def baseline(self, ratings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.center:
@@ -129,7 +139,9 @@ def centred_baseline(
     return item_base + user_bias
 
 
-def _rename_single_network(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+def _rename_single_network(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: object
+) -> None:
     """Checkpoints from before ensembles held one network under ``net.``: it is member 0."""
     legacy = f"{prefix}{_LEGACY_NETWORK}."
     for key in [key for key in state_dict if key.startswith(legacy)]:
@@ -181,13 +193,13 @@ def make_optimizer(
     return classes[name](parameters, lr=lr, weight_decay=weight_decay)
 
 
-class SAERecommender(BaseRecommender):
+class SAERecommender(BaseRecommender[SAEParams, SAENet]):
     name = "sae"
     params_class = SAEParams
     monitor = "val_rmse"
     rating_scores = True
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> SAENet:
         return SAENet(self.n_items, self.params)
 
     def fit_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
@@ -259,7 +271,7 @@ class SAERecommender(BaseRecommender):
     def end_epoch(self, figures: dict[str, float]) -> None:
         """The watch network keeps its own best epoch (it peaks before the rating members)."""
         value = figures.get(f"val_watch_ndcg@{VALIDATION_K}")
-        if value is not None and value > self.best_watch[0]:
+        if self.model.watch is not None and value is not None and value > self.best_watch[0]:
             self.best_watch = (value, copy.deepcopy(self.model.watch.state_dict()))
 
     def finish_training(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:

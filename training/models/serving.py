@@ -27,6 +27,7 @@ export computes from the trained modules, so no server reads weights to explain.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -52,6 +53,17 @@ def _rated_bags(rated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 class ServingSAE(nn.Module):
     """``SAENet.forward`` with the members fused into one network and a sparse input layer."""
 
+    # Buffers (register_buffer), declared for the type checker only: TorchScript reads class
+    # annotations and cannot resolve postponed (string) ones.
+    if TYPE_CHECKING:
+        encoder_by_input: torch.Tensor
+        encoder_bias: torch.Tensor
+        global_mean: torch.Tensor
+        item_bias: torch.Tensor
+        watch_encoder_by_input: torch.Tensor
+        watch_encoder_bias: torch.Tensor
+        rank_weight: torch.Tensor
+
     @torch.no_grad()
     def __init__(self, net: SAENet, sparse_input: bool = True) -> None:
         super().__init__()
@@ -60,8 +72,9 @@ class ServingSAE(nn.Module):
         self.bias_reg = float(net.bias_reg)
         self.implicit_input = net.implicit_input
         self.rating_range = (MIN_RATING, MAX_RATING)  # an attribute, so TorchScript keeps it
-        linears = [[m for m in member if isinstance(m, nn.Linear)] for member in net.members]
-        activations = [m for m in net.members[0] if not isinstance(m, nn.Linear | nn.Dropout)]
+        members = net.autoencoders()
+        linears = [[m for m in member if isinstance(m, nn.Linear)] for member in members]
+        activations = [m for m in members[0] if not isinstance(m, nn.Linear | nn.Dropout)]
         self.activation = activations[0] if activations else nn.Identity()
         n_members = len(linears)
         first = [layers[0] for layers in linears]
@@ -140,7 +153,9 @@ class ServingSAE(nn.Module):
             )
         return self.watch_activation(hidden + self.watch_encoder_bias)
 
-    def encode(self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor):
+    def encode(
+        self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor
+    ) -> torch.Tensor:
         n_items = residual.shape[1]
         if not self.sparse_input:
             inputs = torch.cat([residual, mask], dim=1) if self.implicit_input else residual
@@ -162,10 +177,15 @@ class ServingSAE(nn.Module):
 class ServingRBM(nn.Module):
     """``RBMEnsemble.forward`` with the members' hidden passes fused into one sparse product."""
 
+    if TYPE_CHECKING:  # buffers, as in ServingSAE
+        threshold: torch.Tensor
+        weight_by_item: torch.Tensor
+        hidden_bias: torch.Tensor
+
     @torch.no_grad()
     def __init__(self, net: RBMEnsemble, sparse_input: bool = True) -> None:
         super().__init__()
-        members = list(net.members)
+        members = net.rbms()
         self.sparse_input = sparse_input
         self.implicit = members[0].encoding == "implicit"
         self.n_members = len(members)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -21,7 +23,7 @@ GPU_METRICS = (GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_MEMORY_ALLOCATED, GPU_UTIL
 PERCENT = 100.0
 
 
-def _cuda_in_use():
+def _cuda_in_use() -> ModuleType | None:
     """torch, when this process has already initialised CUDA; otherwise None."""
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
@@ -59,7 +61,7 @@ class GpuCollector(Collector):
         yield from (used, total, allocated, utilization)
 
 
-def peak_memory_bytes(device) -> int | None:
+def peak_memory_bytes(device: Any) -> int | None:
     """Peak memory allocated on a CUDA ``device`` since the process started; None on CPU."""
     torch = _cuda_in_use()
     if torch is None or torch.device(device).type != "cuda":

@@ -23,10 +23,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
 
 from training.monitoring.shared_log_file import SharedRotatingFileHandler
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 ROOT_LOGGER = "movierec"
 LOG_AREAS = ("data", "training", "api")
@@ -196,7 +200,7 @@ def outgoing_headers() -> dict[str, str]:
     return {REQUEST_ID_HEADER: rid} if rid else {}
 
 
-def install_request_logging(app) -> None:
+def install_request_logging(app: Flask) -> None:
     """Flask: take the request id from ``X-Request-ID`` (or make one), return it in the response
     header, and write one ``movierec.api`` access line per request. Idempotent per app."""
     from flask import g, request
@@ -212,7 +216,7 @@ def install_request_logging(app) -> None:
         g._movierec_request_started = time.perf_counter()
 
     @app.after_request
-    def _finish_request(response):
+    def _finish_request(response: Response) -> Response:
         rid = _request_id.get()
         if rid:
             response.headers[REQUEST_ID_HEADER] = rid

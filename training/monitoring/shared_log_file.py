@@ -19,7 +19,13 @@ LOCK_SUFFIX = ".lock"
 
 
 class SharedRotatingFileHandler(RotatingFileHandler):
-    def __init__(self, filename, max_bytes: int, backup_count: int, encoding: str = "utf-8"):
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        max_bytes: int,
+        backup_count: int,
+        encoding: str = "utf-8",
+    ) -> None:
         super().__init__(
             filename, maxBytes=max_bytes, backupCount=backup_count, encoding=encoding, delay=True
         )

@@ -58,7 +58,7 @@ def training_samples(
     for epoch, loss in enumerate(losses, start=1):
         samples["training_loss"].append(({**label, "epoch": str(epoch)}, float(loss)))
     for epoch, figures in enumerate(validation, start=1):
-        if monitor in figures:
+        if monitor is not None and monitor in figures:
             value = float(figures[monitor])
             samples["validation_loss"].append(({**label, "epoch": str(epoch)}, value))
     peak = peak_memory_bytes(device) if device is not None else None

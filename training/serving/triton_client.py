@@ -85,6 +85,17 @@ class Prediction:
         ranking = getattr(self, tn.RANKING_OUTPUT[model])
         return ranking, None if predicted is None else getattr(self, predicted)
 
+    def output(self, name: str) -> np.ndarray:
+        """An output that was asked for; TritonClientError if the server left it out."""
+        value: np.ndarray | None = getattr(self, name)
+        if value is None:
+            raise TritonClientError(f"triton answered without the output {name!r} asked for")
+        return value
+
+    def top_k(self) -> tuple[np.ndarray, np.ndarray]:
+        """(MovieLens ids, scores) of the best unrated items, as asked for (TOP_K_OUTPUTS)."""
+        return self.output(tn.TOP_IDS.name), self.output(tn.TOP_SCORES.name)
+
     @classmethod
     def from_result(cls, result: grpcclient.InferResult, outputs: Sequence[str]) -> Prediction:
         return cls(**{name: result.as_numpy(name) for name in outputs})
@@ -215,14 +226,13 @@ class TritonClient:
     def scores(
         self, model: str, ratings: np.ndarray, weights: np.ndarray | None = None
     ) -> np.ndarray:
-        return self.infer(model, ratings, weights, (tn.SCORES.name,)).scores
+        return self.infer(model, ratings, weights, (tn.SCORES.name,)).output(tn.SCORES.name)
 
     def top_k(
         self, model: str, ratings: np.ndarray, weights: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(MovieLens ids, scores) of the best unrated items, best first."""
-        prediction = self.infer(model, ratings, weights, TOP_K_OUTPUTS)
-        return prediction.top_ids, prediction.top_scores
+        return self.infer(model, ratings, weights, TOP_K_OUTPUTS).top_k()
 
     def stream_infer(
         self,
@@ -312,13 +322,13 @@ class AsyncTritonClient:
     async def scores(
         self, model: str, ratings: np.ndarray, weights: np.ndarray | None = None
     ) -> np.ndarray:
-        return (await self.infer(model, ratings, weights, (tn.SCORES.name,))).scores
+        prediction = await self.infer(model, ratings, weights, (tn.SCORES.name,))
+        return prediction.output(tn.SCORES.name)
 
     async def top_k(
         self, model: str, ratings: np.ndarray, weights: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        prediction = await self.infer(model, ratings, weights, TOP_K_OUTPUTS)
-        return prediction.top_ids, prediction.top_scores
+        return (await self.infer(model, ratings, weights, TOP_K_OUTPUTS)).top_k()
 
     async def stream_infer(
         self, model: str, batches: Iterable[np.ndarray], outputs: Sequence[str] = ALL_OUTPUTS

@@ -285,7 +285,7 @@ def serve_triton_command(
         return
     paths = Paths()
     spare = iter(free_ports(3))
-    ports = tuple(port or next(spare) for port in (http_port, grpc_port, metrics_port))
+    ports = (http_port or next(spare), grpc_port or next(spare), metrics_port or next(spare))
     paths.logs.mkdir(parents=True, exist_ok=True)
     work_dir = run_dir()
     server = start_triton(

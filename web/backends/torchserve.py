@@ -32,7 +32,7 @@ class TorchServeBackend(ModelBackend):
         self.timeout_s = timeout_s
         self._client = TorchServeClient(self.base_url, inference_token=token, timeout=timeout_s)
 
-    def _post(self, model: str, body: dict, request_id: str) -> dict | list:
+    def _post(self, model: str, body: dict, request_id: str) -> dict:
         try:
             response = self._client.post_json(model, body, headers={REQUEST_ID_HEADER: request_id})
         except TorchServeError as exc:
@@ -51,7 +51,12 @@ class TorchServeBackend(ModelBackend):
                 f"TorchServe model {model!r} answered HTTP {response.status_code}: "
                 f"{_error_message(response)}"
             )
-        return response.json()
+        answer = response.json()
+        if not isinstance(answer, dict):  # the contract's answer is one JSON object
+            raise BackendUnavailable(
+                f"TorchServe model {model!r} answered {type(answer).__name__}, not an object"
+            )
+        return answer
 
     def recommend(
         self, model: str, query: RecommendRequest, request_id: str

@@ -69,7 +69,9 @@ class TritonBackend(ModelBackend):
             inputs = rec.ratings_matrix([user], catalogue.n_items).numpy()
             weights = None
             if model == tn.HYBRID:
-                weights = hybrid_weights(user.weights["sae"], user.weights["rbm"], 1)
+                # parse() gives a hybrid query its weights (equal ones when the body has none).
+                parts = user.weights or rec.parse_weights(None, rec.HYBRID_PARTS)
+                weights = hybrid_weights(parts["sae"], parts["rbm"], 1)
             try:
                 prediction = self.client.infer(model, inputs, weights, ranked_outputs(model))
             except TritonInvalidInputError as exc:

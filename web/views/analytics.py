@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 
 from web import db
 from web.analytics import (
@@ -12,6 +12,7 @@ from web.analytics import (
     offline_charts,
     offline_table,
 )
+from web.htmx import is_htmx
 from web.services import services
 
 bp = Blueprint("analytics", __name__)
@@ -28,7 +29,7 @@ def _live_context() -> dict:
 
 
 @bp.get("/analytics")
-def analytics():
+def analytics() -> str:
     report_path = services().settings.evaluation_report
     offline = offline_table(load_offline_report(report_path))
     return render_template(
@@ -41,8 +42,8 @@ def analytics():
 
 
 @bp.get("/analytics/live")
-def analytics_live():
-    template = "partials/analytics_live.html" if request.htmx else "analytics.html"
-    if request.htmx:
+def analytics_live() -> str:
+    template = "partials/analytics_live.html" if is_htmx() else "analytics.html"
+    if is_htmx():
         return render_template(template, **_live_context())
     return analytics()

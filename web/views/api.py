@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from web import db
@@ -15,6 +15,7 @@ from web.config import MODEL_NAMES
 from web.experiment import assign
 from web.profiles import get_or_create_user
 from web.services import services
+from web.tables import User
 from web.validation import (
     BatchBody,
     CompareBody,
@@ -42,14 +43,17 @@ def json_body() -> object:
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
-def _api_user(user_id: str | None):
+def _api_user(user_id: str) -> tuple[User, str]:
     """API callers' users are namespaced by token subject, so two clients never collide."""
-    if user_id is None:
-        return None, None
     database = db.get_session()
     user = get_or_create_user(database, f"api:{g.api_subject}:{user_id}")
     settings = services().settings
     return user, assign(database, user, settings.ab_experiment, settings.ab_arms)
+
+
+def _optional_api_user(user_id: str | None) -> tuple[User | None, str | None]:
+    """The caller's user and arm when the body names one, else (None, None)."""
+    return (None, None) if user_id is None else _api_user(user_id)
 
 
 def _raise_for(panel: Panel) -> None:
@@ -66,7 +70,7 @@ def _panel_json(panel: Panel) -> dict:
 
 
 @bp.post("/token")
-def token():
+def token() -> Response:
     body = parse(TokenBody, json_body())
     settings = services().settings
     if not settings.api_keys or not api_key_is_valid(body.api_key, settings.api_keys):
@@ -77,7 +81,7 @@ def token():
 
 @bp.post("/recommend/<model>")
 @require_token
-def recommend(model: str):
+def recommend(model: str) -> Response:
     if model not in MODEL_NAMES:
         raise InvalidInput([("model", f"unknown model {model!r}; choose one of {MODEL_NAMES}")])
     body = parse(RecommendBody, json_body())
@@ -85,20 +89,20 @@ def recommend(model: str):
         raise InvalidInput([("weights", "only the hybrid model takes weights")])
     ratings = body.movie_ratings()
     check_movies(services().catalog, ratings)
-    user, arm = _api_user(body.user_id)
+    user, arm = _optional_api_user(body.user_id)
     weights = body.weights.model_dump() if body.weights else None
     cache_user = user.external_id if user else f"api:{g.api_subject}"
     (panel,) = fetch_panels(
         services(), cache_user, [model], ratings, body.k, g.request_id, "api.recommend", weights
     )
-    record_panels(user and user.id, arm, [panel], g.request_id, "api.recommend")
+    record_panels(user.id if user else None, arm, [panel], g.request_id, "api.recommend")
     _raise_for(panel)
     return jsonify({**_panel_json(panel), "arm": arm, "request_id": g.request_id})
 
 
 @bp.post("/recommend/batch")
 @require_token
-def recommend_batch():
+def recommend_batch() -> Response:
     body = parse(BatchBody, json_body())
     catalog = services().catalog
     for index, query in enumerate(body.users):
@@ -106,7 +110,7 @@ def recommend_batch():
     weights = body.weights.model_dump() if body.weights else None
     results = []
     for query in body.users:
-        user, arm = _api_user(query.user_id)
+        user, arm = _optional_api_user(query.user_id)
         cache_user = user.external_id if user else f"api:{g.api_subject}"
         (panel,) = fetch_panels(
             services(),
@@ -118,7 +122,7 @@ def recommend_batch():
             "api.recommend_batch",
             weights,
         )
-        record_panels(user and user.id, arm, [panel], g.request_id, "api.batch")
+        record_panels(user.id if user else None, arm, [panel], g.request_id, "api.batch")
         if panel.status == 503:  # the server is down: no point asking for the next user
             _raise_for(panel)
         results.append({**_panel_json(panel), "user_id": query.user_id, "arm": arm})
@@ -127,11 +131,11 @@ def recommend_batch():
 
 @bp.post("/compare")
 @require_token
-def compare():
+def compare() -> Response:
     body = parse(CompareBody, json_body())
     ratings = body.movie_ratings()
     check_movies(services().catalog, ratings)
-    user, arm = _api_user(body.user_id)
+    user, arm = _optional_api_user(body.user_id)
     weights = body.weights.model_dump() if body.weights else None
     cache_user = user.external_id if user else f"api:{g.api_subject}"
     panels = fetch_panels(
@@ -144,7 +148,7 @@ def compare():
         "api.compare",
         weights,
     )
-    record_panels(user and user.id, arm, panels, g.request_id, "api.compare")
+    record_panels(user.id if user else None, arm, panels, g.request_id, "api.compare")
     if all(panel.status == 503 for panel in panels):
         _raise_for(panels[0])
     return jsonify(
@@ -156,7 +160,7 @@ def compare():
 
 @bp.post("/feedback")
 @require_token
-def feedback():
+def feedback() -> tuple[Response, int]:
     body = parse(FeedbackBody, json_body())
     check_movies(services().catalog, [body.movie_id], "movie_id")
     user, arm = _api_user(body.user_id)
@@ -165,7 +169,7 @@ def feedback():
 
 
 @health_bp.get("/health")
-def health():
+def health() -> tuple[Response, int]:
     """Liveness of the app and its dependencies; 200 even when a model server is down."""
     from sqlalchemy import text
 

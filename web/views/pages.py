@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from htmx_flask import make_response
 
 from web import db
+from web.htmx import is_htmx
 from web.profiles import MAX_RATING, MIN_RATING, ratings_of, remove_rating, set_rating
 from web.services import services
 from web.validation import InvalidInput, check_movies, form_int
@@ -37,19 +39,19 @@ def _search_context() -> dict:
 
 
 @bp.get("/")
-def index():
+def index() -> str:
     return render_template("index.html", **_search_context())
 
 
 @bp.get("/search")
-def search():
+def search() -> str:
     """Active search: htmx swaps the results list; a plain GET gets the whole page."""
-    template = "partials/search_results.html" if request.htmx else "index.html"
+    template = "partials/search_results.html" if is_htmx() else "index.html"
     return render_template(template, **_search_context())
 
 
 @bp.get("/profile")
-def profile():
+def profile() -> str:
     user = current_user()
     ratings = ratings_of(db.get_session(), user.id)
     return render_template("profile.html", **_profile_context(ratings))
@@ -57,22 +59,23 @@ def profile():
 
 def _profile_context(ratings: dict[int, int]) -> dict:
     catalog = services().catalog
+    known = ((catalog.get(movie), stars) for movie, stars in ratings.items())
     rated = sorted(
-        ((catalog.get(movie), stars) for movie, stars in ratings.items() if movie in catalog),
+        ((movie, stars) for movie, stars in known if movie is not None),
         key=lambda pair: pair[0].title.casefold(),
     )
     return {"rated": rated, "ratings": ratings}
 
 
 @bp.post("/ratings")
-def rate():
+def rate() -> ResponseReturnValue:
     movie_id = form_int(request.form.get("movie_id"), "movie_id", 1, 10**9)
     stars = form_int(request.form.get("rating"), "rating", MIN_RATING, MAX_RATING)
     check_movies(services().catalog, [movie_id], "movie_id")
     user = current_user()
     set_rating(db.get_session(), user.id, movie_id, stars)
     services().recommender.forget_user(user.external_id)
-    if not request.htmx:
+    if not is_htmx():
         return redirect(request.referrer or url_for("pages.profile"), code=303)
     movie = services().catalog.get(movie_id)
     html = render_template("partials/rating_widget.html", movie=movie, stars=stars, saved=True)
@@ -81,13 +84,13 @@ def rate():
 
 @bp.route("/ratings/<int:movie_id>", methods=["DELETE"])
 @bp.post("/ratings/<int:movie_id>/delete")
-def unrate(movie_id: int):
+def unrate(movie_id: int) -> ResponseReturnValue:
     check_movies(services().catalog, [movie_id], "movie_id")
     user = current_user()
     database = db.get_session()
     remove_rating(database, user.id, movie_id)
     services().recommender.forget_user(user.external_id)
-    if not request.htmx:
+    if not is_htmx():
         return redirect(url_for("pages.profile"), code=303)
     html = render_template(
         "partials/ratings_list.html", **_profile_context(ratings_of(database, user.id))

@@ -4,11 +4,13 @@ the A/B experiment page."""
 from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from web import db
 from web.analytics import COMPARE_METRICS, compare_figures, load_offline_report, offline_table
 from web.config import MODEL_NAMES
 from web.experiment import arm_stats, assign
+from web.htmx import is_htmx
 from web.profiles import ratings_of
 from web.services import services
 from web.validation import DEFAULT_K, FEEDBACK_KINDS, MAX_K, InvalidInput, check_movies, form_int
@@ -61,20 +63,20 @@ def _panels_context(models: list[str], k: int, endpoint: str) -> dict:
 
 
 @bp.get("/recommendations")
-def recommendations():
+def recommendations() -> str:
     """The user's A/B arm decides the default model; ``?model=`` switches, ``?k=`` asks more."""
     _, arm, _ = _user_state()
     model = _model_arg(arm)
     context = _panels_context([model], _k_arg(), "recommendations")
-    if request.htmx:
+    if is_htmx():
         return render_template("partials/rec_section.html", model=model, **context)
     return render_template("recommendations.html", model=model, **context)
 
 
 @bp.get("/compare")
-def compare():
+def compare() -> str:
     context = _panels_context(list(MODEL_NAMES), _k_arg(), "compare")
-    if request.htmx:
+    if is_htmx():
         return render_template("partials/compare_panels.html", **context)
     table = offline_table(load_offline_report(services().settings.evaluation_report))
     offline = compare_figures(table, MODEL_NAMES)
@@ -85,7 +87,7 @@ def compare():
 
 
 @bp.post("/feedback")
-def feedback():
+def feedback() -> ResponseReturnValue:
     movie_id = form_int(request.form.get("movie_id"), "movie_id", 1, 10**9)
     check_movies(services().catalog, [movie_id], "movie_id")
     model = request.form.get("model", "")
@@ -99,14 +101,14 @@ def feedback():
         raise InvalidInput(errors)
     user, arm, _ = _user_state()
     store_feedback(db.get_session(), user.id, model, arm, movie_id, kind)
-    if not request.htmx:
+    if not is_htmx():
         return redirect(request.referrer or url_for("recommendations.recommendations"), code=303)
     return render_template("partials/feedback_done.html", kind=kind, movie_id=movie_id, model=model)
 
 
 @bp.get("/experiment")
-def experiment():
+def experiment() -> str:
     settings = services().settings
     stats = arm_stats(db.get_session(), settings.ab_experiment, settings.ab_arms)
-    template = "partials/experiment_table.html" if request.htmx else "experiment.html"
+    template = "partials/experiment_table.html" if is_htmx() else "experiment.html"
     return render_template(template, stats=stats, experiment=settings.ab_experiment)

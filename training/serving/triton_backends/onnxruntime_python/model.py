@@ -91,13 +91,13 @@ class TritonPythonModel:
                 for name in self.input_names
             }
             errors = [self._shape_error(name, array) for name, array in arrays.items()]
-            rows = {array.shape[0] for array in arrays.values()}
-            if any(errors) or len(rows) != 1:
+            batch_sizes = {array.shape[0] for array in arrays.values()}
+            if any(errors) or len(batch_sizes) != 1:
                 message = next((e for e in errors if e), "inputs differ in batch size")
                 responses[index] = _invalid(message)
                 continue
             outputs = list(request.requested_output_names()) or self.output_names
-            accepted.append((index, rows.pop(), outputs))
+            accepted.append((index, batch_sizes.pop(), outputs))
             wanted.update(outputs)
             for name, array in arrays.items():
                 batches[name].append(array)
