@@ -71,9 +71,12 @@ def test_every_served_model_gets_an_artifact_that_round_trips(tmp_path):
     assert set(artifacts) == set(contract.SERVED_MODELS)
     hybrid = artifacts[contract.HYBRID]
     assert hybrid.popularity.tolist() == [2.0, 1.0, 0, 0, 0, 0, 0]
-    # The hybrid explains with both parts' vectors side by side.
-    width = sum(artifacts[p].vectors.shape[1] for p in contract.HYBRID_PARTS)
-    assert hybrid.vectors.shape == (N_ITEMS, width)
+    # The hybrid explains with both parts' vectors side by side: its cosines are the mean of
+    # the parts' (compacted to at most n_items dimensions, dot products kept).
+    parts = [artifacts[p].vectors for p in contract.HYBRID_PARTS]
+    mean_cosines = sum(v @ v.t() for v in parts) / len(parts)
+    assert hybrid.vectors.shape[0] == N_ITEMS and hybrid.vectors.shape[1] <= N_ITEMS
+    assert torch.allclose(hybrid.vectors @ hybrid.vectors.t(), mean_cosines, atol=1e-5)
     assert set(hybrid.metadata["parts"]) == set(contract.HYBRID_PARTS)
     path = hybrid.save(tmp_path / "hybrid" / ARTIFACT_FILE)
     loaded = ServingArtifact.load(path)
@@ -95,3 +98,15 @@ def test_a_file_that_is_not_an_artifact_is_refused(tmp_path):
         ServingArtifact.load(path)
     with pytest.raises(FileNotFoundError, match="export the models"):
         ServingArtifact.load(tmp_path / "missing.pt")
+
+
+def test_compacting_keeps_every_dot_product():
+    from training.export.artifact import compact
+
+    generator = torch.Generator().manual_seed(0)
+    wide = torch.nn.functional.normalize(torch.randn(6, 40, generator=generator), dim=1)
+    small = compact(wide)
+    assert small.shape == (6, 6)
+    assert torch.allclose(small @ small.t(), wide @ wide.t(), atol=1e-5)
+    narrow = wide[:, :4]
+    assert compact(narrow) is narrow  # already at most n_items wide
