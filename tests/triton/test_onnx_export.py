@@ -142,17 +142,25 @@ def test_hybrid_blend_mixes_the_two_models_like_torchserve(onnx_repo, prepared, 
     np.testing.assert_allclose(out[tn.SCORES.name], torch_out.numpy(), atol=PARITY_ATOL)
 
 
-def test_export_command_writes_the_repository(checkpoints, tmp_path):
+def test_export_command_writes_the_repository(checkpoints, project_home, tmp_path):
+    from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
     from training.cli import app
+    from training.config import Paths
 
     folder = next(iter(checkpoints.values())).parent
+    prepared = Paths(project_home).prepared("ml-100k")
     result = CliRunner().invoke(
-        app, ["export", "onnx", "--checkpoints", str(folder), "--repo", str(tmp_path)]
+        app,
+        ["export", "onnx", "--checkpoints", str(folder), "--repo", str(tmp_path)]
+        + ["--prepared", str(prepared)],
     )
     assert result.exit_code == 0, result.output
     for model in tn.ONNX_MODELS:
         assert onnx_path(tmp_path, model).is_file()
-    assert (tmp_path / tn.HYBRID / tn.MODEL_VERSION).is_dir()
+    # Every served model's artifact sits in its version folder (the ensemble's has only that).
+    for model in tn.SERVED_MODELS:
+        artifact = ServingArtifact.load(tmp_path / model / tn.MODEL_VERSION / ARTIFACT_FILE)
+        assert artifact.model == model and len(artifact.item_ids) == artifact.vectors.shape[0]
 
 
 def test_export_command_names_a_missing_checkpoint(tmp_path):

@@ -351,14 +351,24 @@ def export_onnx_command(
     repo: Annotated[
         Path | None, typer.Option(help="Triton model repository (default triton_repo/).")
     ] = None,
+    prepared: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared dataset the serving artifacts' catalogue comes from "
+            "(default data/preprocessed/<the checkpoints' dataset>)."
+        ),
+    ] = None,
 ) -> None:
-    """Export SAE, RBM and the hybrid blend to ONNX: triton_repo/<model>/1/model.onnx."""
+    """Export SAE, RBM and the hybrid blend to ONNX (triton_repo/<model>/1/model.onnx) and
+    each served model's serving artifact beside its graph."""
     paths = Paths()
     folder = checkpoints or paths.checkpoints
     # The exporter's progress lines and torchvision notes are noise in DVC logs.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     written = export_all(
-        {name: folder / f"{name}.pt" for name in tn.SCORING_MODELS}, repo or paths.triton_repo
+        {name: folder / f"{name}.pt" for name in tn.SCORING_MODELS},
+        repo or paths.triton_repo,
+        prepared,
     )
     for name, path in written.items():
         typer.echo(f"{name}: {path}")
