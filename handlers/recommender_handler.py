@@ -160,11 +160,13 @@ class RecommenderHandler(BaseHandler):
         inputs = batch.inputs
         if inputs is None:  # no user of the batch rated anything: nothing to rank
             return []
+        mask = rec.candidate_mask(batch.users, self.catalogue.n_items, inputs)
         ranking, predicted = rec.served_ranking(
-            self.name, batch.users, batch.ranking, batch.scores, inputs
+            self.name, batch.users, batch.ranking, batch.scores, mask
         )
-        vectors = self.vectors
-        return rec.ranked_answers(self.catalogue, batch.users, ranking, predicted, vectors, inputs)
+        return rec.ranked_answers(
+            self.catalogue, batch.users, ranking, predicted, self.vectors, mask
+        )
 
     # -- transport -------------------------------------------------------------------------------
     def _body(self, idx: int, row: dict) -> tuple[Any, str | None]:

@@ -147,3 +147,15 @@ def test_the_evaluator_ranks_the_lists_the_handlers_serve():
         # when test and train are disjoint).
         assert lists[row, : len(served)].tolist() == served
         assert bool(seen[row, lists[row, len(served) :]].all())
+
+
+def test_distinct_scores_take_topks_order_and_agree_with_the_reference():
+    """Without ties the one top-k takes torch.topk's order; it must be the same lists."""
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.rand(40, 300, generator=generator)
+    seen = torch.rand(40, 300, generator=generator) < 0.1
+    lists = top_k(scores, seen, 10)
+    for row in range(40):
+        expected = _reference_top_k(scores[row].tolist(), (~seen[row]).tolist(), 10)
+        assert lists[row].tolist() == expected
+        assert rec.top_k(scores[row], ~seen[row], 10) == expected

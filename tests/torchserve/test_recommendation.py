@@ -144,7 +144,9 @@ def test_hybrid_mix_follows_the_weights():
 
 
 def test_because_names_the_most_similar_liked_movies():
-    vectors = rec.normalise_rows(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]]))
+    vectors = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    )
     user = rec.UserQuery({0: 5.0, 1: 4.0, 3: 2.0})  # column 3 is not liked (< 4)
     assert rec.because(vectors, [2], user) == [[0, 1]]
     assert rec.because(vectors, [2], rec.UserQuery({3: 3.0})) == [[]]

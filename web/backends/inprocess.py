@@ -61,15 +61,16 @@ class InProcessBackend(ModelBackend):
     ) -> RecommendationResult:
         self._load()
         user = ranking.parse(query, self.catalogue, model)
-        ranked = predicted = None
+        ranked = predicted = mask = None
         if user.ratings:
             inputs = rec.ratings_matrix([user], self.catalogue.n_items)
+            mask = rec.candidate_mask([user], self.catalogue.n_items, inputs)
             parts = ranking.HYBRID_PARTS if model == rec.HYBRID else (model,)
             scores, rankings = {}, {}
             with torch.inference_mode():
                 for part in parts:
                     scores[part], rankings[part] = self.models[part](inputs)
-            rows, predicted_rows = rec.served_ranking(model, [user], rankings, scores, inputs)
+            rows, predicted_rows = rec.served_ranking(model, [user], rankings, scores, mask)
             ranked = rows[0]
             predicted = None if predicted_rows is None else predicted_rows[0]
         return ranking.answer(
@@ -80,6 +81,7 @@ class InProcessBackend(ModelBackend):
             user,
             ranked,
             predicted,
+            mask,
         )
 
     def health(self) -> dict[str, str]:

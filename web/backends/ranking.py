@@ -45,15 +45,17 @@ def answer(
     user: rec.UserQuery,
     ranking: torch.Tensor | None,
     predicted: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> RecommendationResult:
     """One user's answer from what the model ranks by (a row [n_items]), by the handlers'
     ranking path (``rec.ranked_answers``); no ratings -> the popularity fallback.
 
-    ``vectors`` None (no item vectors at hand) leaves the explanations out.
+    ``vectors`` None (no item vectors at hand) leaves the explanations out; ``mask`` is the
+    user's candidate mask [1, n_items] when the caller has it.
     """
     if not user.ratings or ranking is None:
         found = rec.popular_answer(catalogue, user)
     else:
         rows = None if predicted is None else predicted.unsqueeze(0)
-        (found,) = rec.ranked_answers(catalogue, [user], ranking.unsqueeze(0), rows, vectors)
+        (found,) = rec.ranked_answers(catalogue, [user], ranking.unsqueeze(0), rows, vectors, mask)
     return RecommendationResult.from_dict({"model": model, "version": version, **found})
