@@ -33,7 +33,7 @@ from training.metrics.beyond_accuracy import (
     novelty,
     user_cold_start,
 )
-from training.metrics.ranking import ranking_metrics, rating_metrics, top_k
+from training.metrics.ranking import headline_k, ranking_metrics, rating_metrics, top_k
 from training.models import load_checkpoint
 from training.models.base import BaseRecommender
 
@@ -42,14 +42,7 @@ NEURAL_MODELS = ("sae", "rbm")
 HYBRID = rec.HYBRID  # at the served default weights
 HYBRID_TUNED = "hybrid_tuned"  # at the weights that scored best on validation
 HYBRID_WEIGHT_GRID = tuple(step / 10 for step in range(11))  # w_sae; w_rbm = 1 - w_sae
-# The K of the headline table, the cold-start buckets and the flat DVC figures' beyond-accuracy
-# part; the nearest configured K is used when 10 is not among params.evaluate.k_values.
-HEADLINE_K = 10
 METRICS_FILE = "evaluation.json"
-
-
-def headline_k(k_values: Sequence[int]) -> int:
-    return min(k_values, key=lambda k: (abs(k - HEADLINE_K), k))
 
 
 def evaluate_scores(

@@ -23,22 +23,13 @@ from handlers import recommendation as rec
 from training.config import Paths, load_params
 from training.data.preprocess import load_prepared
 from training.export.onnx import onnx_path, run_onnx
-from training.metrics.beyond_accuracy import median_popularity
-from training.metrics.ranking import rating_metrics
+from training.metrics.beyond_accuracy import item_popularity, median_popularity
+from training.metrics.ranking import headline_k, rating_metrics
 from training.serving import triton_names as tn
+from training.serving.triton_client import hybrid_weights
 
 METRICS_FILE = "served.json"
 BATCH = 256  # users per graph call (the configs' max_batch_size)
-
-
-def _run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``run_onnx`` in batches of BATCH users."""
-    users = next(iter(feeds.values())).shape[0]
-    parts = [
-        run_onnx(path, {name: array[start : start + BATCH] for name, array in feeds.items()})
-        for start in range(0, users, BATCH)
-    ]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def list_figures(
@@ -69,26 +60,27 @@ def evaluate_served(repo: Path, prepared: Path, k: int, threshold: float) -> dic
     users = (data.test >= threshold).any(dim=1)
     train, test = data.train[users], data.test[users]
     relevant = test >= threshold
-    popularity = (data.train > 0).sum(dim=0)
+    popularity = item_popularity(data.train)
     ratings = train.numpy().astype(np.float32)
     weights = rec.parse_weights(None, rec.HYBRID_PARTS)
-    hybrid_weights = np.tile(
-        np.array([[weights[rec.SAE], weights[rec.RBM]]], dtype=np.float32), (len(ratings), 1)
-    )
+    blend_weights = hybrid_weights(weights[rec.SAE], weights[rec.RBM], len(ratings))
     result: dict[str, Any] = {"n_users": int(users.sum()), "k": k, "graphs": {}}
     for variant, filename in (("float32", tn.ONNX_FILENAME), ("int8", tn.ONNX_INT8_FILENAME)):
         outputs = {
-            model: _run(onnx_path(repo, model).with_name(filename), {tn.RATINGS.name: ratings})
+            model: run_onnx(
+                onnx_path(repo, model).with_name(filename), {tn.RATINGS.name: ratings}, BATCH
+            )
             for model in tn.SCORING_MODELS
         }
-        blend = _run(
+        blend = run_onnx(
             onnx_path(repo, tn.HYBRID_BLEND),
             {
                 tn.RATINGS.name: ratings,
                 tn.SAE_RANKING.name: outputs[tn.SAE][tn.RANKING.name],
                 tn.RBM_RANKING.name: outputs[tn.RBM][tn.RANKING.name],
-                tn.WEIGHTS.name: hybrid_weights,
+                tn.WEIGHTS.name: blend_weights,
             },
+            BATCH,
         )
         figures: dict[str, dict[str, Any]] = {
             model: list_figures(outputs[model][tn.TOP_IDS.name], item_ids, relevant, popularity, k)
@@ -97,9 +89,10 @@ def evaluate_served(repo: Path, prepared: Path, k: int, threshold: float) -> dic
         figures[tn.HYBRID] = list_figures(blend[tn.TOP_IDS.name], item_ids, relevant, popularity, k)
         figures[tn.HYBRID]["weights"] = weights
         # RMSE over every test rating (all users with one), as the checkpoints' report.
-        every = _run(
+        every = run_onnx(
             onnx_path(repo, tn.SAE).with_name(filename),
             {tn.RATINGS.name: data.train.numpy().astype(np.float32)},
+            BATCH,
         )
         predicted = torch.from_numpy(every[tn.SCORES.name])
         figures[tn.SAE]["rmse"] = rating_metrics(predicted, data.test)["rmse"]
@@ -129,7 +122,7 @@ def evaluate_served_command(
     """Score the exported ONNX graphs (what Triton serves) with the evaluation protocol."""
     loaded = load_params(params)
     paths = Paths()
-    k = 10 if 10 in loaded.evaluate.k_values else max(loaded.evaluate.k_values)
+    k = headline_k(loaded.evaluate.k_values)
     report = evaluate_served(
         paths.triton_repo,
         paths.prepared(loaded.data.dataset),

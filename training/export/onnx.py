@@ -171,13 +171,22 @@ def _verification_ratings(n_items: int, users: int = VERIFY_USERS) -> torch.Tens
     return stars * rated
 
 
-def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a graph with onnxruntime on CPU; returns every output by name."""
+def run_onnx(
+    path: Path, feeds: dict[str, np.ndarray], batch_size: int | None = None
+) -> dict[str, np.ndarray]:
+    """Run a graph with onnxruntime on CPU; returns every output by name. With ``batch_size``
+    the rows go in batches of that many through one session, and the outputs are joined."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+    rows = next(iter(feeds.values())).shape[0]
+    step = batch_size or max(rows, 1)
+    parts = [
+        session.run(names, {name: array[start : start + step] for name, array in feeds.items()})
+        for start in range(0, max(rows, 1), step)
+    ]
+    return {name: np.concatenate([part[i] for part in parts]) for i, name in enumerate(names)}
 
 
 def _verify(

@@ -7,9 +7,19 @@ least one relevant item count. Gains are binary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from handlers.recommendation import top_k_columns
+
+# The K of the headline figures (the report's table, the cold-start buckets, the DVC metrics,
+# the served graphs' figures); the nearest configured K when 10 is not among the k_values.
+HEADLINE_K = 10
+
+
+def headline_k(k_values: Sequence[int]) -> int:
+    return min(k_values, key=lambda k: (abs(k - HEADLINE_K), k))
 
 
 def top_k(scores: torch.Tensor, seen: torch.Tensor, k: int) -> torch.Tensor:
