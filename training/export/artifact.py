@@ -89,7 +89,6 @@ def build_artifacts(
         if [int(i) for i in recommender.extra.get("item_ids") or []] != item_ids:
             raise ValueError(f"{checkpoints[name]}: its item ids differ from the prepared data's")
     vectors = {name: item_vectors(r.model) for name, r in recommenders.items()}
-    compacted = {name: compact(v) for name, v in vectors.items()}
     popularity = item_popularity(prepared.train).to(torch.float32)
     exported_at = datetime.now(UTC).isoformat(timespec="seconds")
     artifacts = {}
@@ -115,18 +114,19 @@ def build_artifacts(
                 for part in parts
             },
         }
-        # The hybrid explains with both parts' vectors: the mean of the two cosines.
-        if len(parts) > 1:
-            model_vectors = compact(_unit(torch.cat([vectors[part] for part in parts], dim=1)))
-        else:
-            model_vectors = compacted[parts[0]]
+        # The hybrid explains with both parts' vectors side by side: the mean of the cosines.
+        joined = (
+            vectors[parts[0]]
+            if len(parts) == 1
+            else _unit(torch.cat([vectors[part] for part in parts], dim=1))
+        )
         artifacts[model] = ServingArtifact(
             model=model,
             version=version,
             item_ids=item_ids,
             movies=list(prepared.movies),
             popularity=popularity,
-            vectors=model_vectors,
+            vectors=compact(joined),
             metadata=metadata,
         )
     return artifacts

@@ -76,8 +76,12 @@ class RBMEnsemble(nn.Module):
         """The members, typed (iterating an nn.ModuleList yields plain modules)."""
         return [cast(RBMNet, member) for member in self.members]
 
+    def member_probabilities(self, ratings: torch.Tensor) -> torch.Tensor:
+        """Every member's p(v=1|h) [members, batch, n_items]."""
+        return torch.stack([member(ratings)[0] for member in self.members])
+
     def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = torch.stack([member(ratings)[0] for member in self.members]).mean(dim=0)
+        probabilities = self.member_probabilities(ratings).mean(dim=0)
         return probabilities, probabilities
 
 
@@ -159,7 +163,9 @@ class RBMRecommender(BaseRecommender[RBMParams, RBMEnsemble]):
         return sum(errors) / max(len(errors), 1)
 
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        figures = ranking_metrics(self.model(inputs)[1], inputs, targets, [VALIDATION_K])
+        # The members' probabilities once: the ensemble's ranking is their mean (its forward).
+        members = self.model.member_probabilities(inputs)
+        figures = ranking_metrics(members.mean(dim=0), inputs, targets, [VALIDATION_K])
         ndcg = figures[f"ndcg@{VALIDATION_K}"]
         result = {
             "val_ndcg_loss": 1.0 - ndcg,
@@ -167,8 +173,8 @@ class RBMRecommender(BaseRecommender[RBMParams, RBMEnsemble]):
             f"val_recall@{VALIDATION_K}": figures[f"recall@{VALIDATION_K}"],
         }
         if len(self.model.members) > 1:
-            for index, member in enumerate(self.model.members):
-                found = ranking_metrics(member(inputs)[1], inputs, targets, [VALIDATION_K])
+            for index, probabilities in enumerate(members):
+                found = ranking_metrics(probabilities, inputs, targets, [VALIDATION_K])
                 result[f"val_member{index}_ndcg@{VALIDATION_K}"] = found[f"ndcg@{VALIDATION_K}"]
         return result
 

@@ -117,11 +117,17 @@ class SAENet(nn.Module):
             inputs = torch.cat([inputs, visible], dim=1)
         return base + torch.stack([member(inputs) for member in self.members])
 
-    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rating_and_watch(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(predicted ratings in [1, 5], the watch network's logits or None)."""
         predicted = self.member_predictions(ratings).mean(dim=0).clamp(MIN_RATING, MAX_RATING)
         if self.watch is None:
+            return predicted, None
+        return predicted, self.watch((ratings > 0).to(predicted.dtype))
+
+    def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        predicted, logits = self.rating_and_watch(ratings)
+        if logits is None:
             return predicted, predicted
-        logits = self.watch((ratings > 0).to(predicted.dtype))
         return predicted, blend_ranking(logits, predicted, self.rank_weight)
 
 
@@ -259,12 +265,13 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
         return total / max(count, 1)
 
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        predicted, ranking = self.model(inputs)
+        predicted, logits = self.model.rating_and_watch(inputs)
         figures = rating_metrics(predicted, targets)
         result = {"val_rmse": figures["rmse"], "val_mae": figures["mae"]}
-        if self.model.watch is not None:
-            logits = self.model.watch((inputs > 0).to(inputs.dtype))
+        ranking = predicted
+        if logits is not None:
             result[f"val_watch_ndcg@{VALIDATION_K}"] = _ndcg(logits, inputs, targets)
+            ranking = blend_ranking(logits, predicted, self.model.rank_weight)
         result[f"val_ndcg@{VALIDATION_K}"] = _ndcg(ranking, inputs, targets)
         return result
 
@@ -279,8 +286,8 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
         if self.model.watch is None:
             return
         self.model.watch.load_state_dict(self.best_watch[1])
-        predicted, _ = self.model(inputs)
-        logits = self.model.watch((inputs > 0).to(inputs.dtype))
+        predicted, logits = self.model.rating_and_watch(inputs)
+        assert logits is not None  # the watch network is there
         figures = {
             weight: _ndcg(blend_ranking(logits, predicted, torch.tensor(weight)), inputs, targets)
             for weight in self.params.rank_weights
