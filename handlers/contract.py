@@ -25,8 +25,11 @@ MAX_K = 100
 MAX_USERS = 50  # per TorchServe body ("users": [...]); a bigger batch belongs in an offline job
 MAX_BODY_BYTES = 1 << 20
 GRAPH_TOP_K = 50  # the top-k the Triton graphs compute (rated films masked out)
-# What a visitor may say of a recommendation; "click" is opening a recommended film.
+# What a visitor may say of a recommendation.
 FEEDBACK_KINDS = ("up", "down", "watched")
+# A click (the click-through rate's numerator, online and in the A/B test) is positive feedback
+# on a shown recommendation (docs/decisions/0011-click-is-positive-feedback.md).
+CLICK_KINDS = ("up", "watched")
 
 # -- Triton tensors -------------------------------------------------------------------------------
 RATINGS = "ratings"  # FP32 [batch, n_items]: raw 1-5 stars, 0 = unrated, item_ids order

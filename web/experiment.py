@@ -1,6 +1,7 @@
 """The A/B experiment: deterministic, stored arm assignment and per-arm click-through statistics.
 
-A click is positive feedback on a shown recommendation (thumbs up or "watched"). Each arm is
+A click is positive feedback on a shown recommendation (thumbs up or "watched",
+``contract.CLICK_KINDS``; the online click-through metrics count the same). Each arm is
 compared with the first (control) arm by a two-sided two-proportion z-test on CTR.
 """
 
@@ -15,9 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from handlers import contract
 from web.tables import Assignment, Feedback, Impression, User
 
-CLICK_KINDS = ("up", "watched")
+CLICK_KINDS = contract.CLICK_KINDS
 SIGNIFICANCE_LEVEL = 0.05
 
 

@@ -45,6 +45,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from werkzeug.http import HTTP_STATUS_CODES
 
+from handlers import contract
 from training.config import Paths, get_logger
 from training.monitoring import drift as drift_module
 from training.monitoring.gpu import GpuCollector
@@ -63,7 +64,6 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 UNMATCHED_ROUTE = "<unmatched>"
 OTHER = "other"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CLICK = "click"
 CACHE_RESULTS = ("hit", "miss")
 # Label values come from code, but a guard keeps a mistake from exploding the series count.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_./:<>-]{1,64}$")
@@ -206,10 +206,16 @@ class AppMetrics:
             ["model_type", "arm", "kind"],
             registry=registry,
         )
-        self.click_rate = gauge(
-            "recommendation_click_rate",
-            "Clicks per recommendation shown since start",
+        # The click-through rate is clicks / impressions in PromQL (the recording rule
+        # model_arm:recommendation_click_through:ratio_1h): a ratio kept per worker would not add
+        # up across gunicorn workers, two counters do.
+        self.clicks = Counter(
+            "recommendation_clicks",
+            "Clicks on recommendations by model and A/B arm (a click is positive feedback: "
+            + " or ".join(contract.CLICK_KINDS)
+            + "; docs/decisions/0011-click-is-positive-feedback.md)",
             ["model_type", "arm"],
+            registry=registry,
         )
         self.profile_size = Histogram(
             "request_profile_size",
@@ -252,9 +258,6 @@ class AppMetrics:
         self.drift: drift_module.DriftMonitor | None = None
         self.request_log: drift_module.RequestLog | None = None
         self._drift_dirty = False
-        self._lock = threading.Lock()
-        self._clicks: dict[tuple[str, str], int] = {}
-        self._shown: dict[tuple[str, str], int] = {}
 
     # -- recording ------------------------------------------------------------------------------
     def observe_prediction(self, model: str, endpoint: str, seconds: float) -> None:
@@ -265,26 +268,25 @@ class AppMetrics:
     def record_cache(self, hit: bool) -> None:
         self.cache.labels(CACHE_RESULTS[0] if hit else CACHE_RESULTS[1]).inc()
 
+    def start_click_series(self, models: Sequence[str], arms: Sequence[str]) -> None:
+        """Zero-valued impression and click series for every model and arm, so the first click
+        is an increase Prometheus sees (``increase`` has no start value for a series born at 1)
+        and the ratio has a denominator before anything was shown."""
+        for model in models:
+            for arm in arms:
+                key = (label_value(model), label_value(arm))
+                self.impressions.labels(*key)
+                self.clicks.labels(*key)
+
     def record_impressions(self, model: str, arm: str, count: int) -> None:
-        key = (label_value(model), label_value(arm))
-        self.impressions.labels(*key).inc(count)
-        with self._lock:
-            self._shown[key] = self._shown.get(key, 0) + count
-            self._update_click_rate(key)
+        self.impressions.labels(label_value(model), label_value(arm)).inc(count)
 
     def record_feedback(self, model: str, arm: str, kind: str) -> None:
         key = (label_value(model), label_value(arm))
         kind = label_value(kind).lower()
         self.feedback.labels(*key, kind).inc()
-        if kind == CLICK:
-            with self._lock:
-                self._clicks[key] = self._clicks.get(key, 0) + 1
-                self._update_click_rate(key)
-
-    def _update_click_rate(self, key: tuple[str, str]) -> None:
-        shown = self._shown.get(key, 0)
-        if shown:
-            self.click_rate.labels(*key).set(self._clicks.get(key, 0) / shown)
+        if kind in contract.CLICK_KINDS:
+            self.clicks.labels(*key).inc()
 
     def set_offline_metrics(self, report: Mapping[str, Any]) -> None:
         """Gauges from the evaluation report (``data/reports/evaluation.json``) or the flat DVC
@@ -425,6 +427,8 @@ def init_app(app: Flask, registry: CollectorRegistry | None = None) -> AppMetric
     )
     if request_log:
         metrics.request_log = drift_module.RequestLog(Path(request_log))
+    arms = getattr(app.config.get("SETTINGS"), "ab_arms", ())
+    metrics.start_click_series(contract.SERVED_MODELS, arms)
     app.extensions[EXTENSION_KEY] = metrics
     install_request_logging(app)
 

@@ -23,6 +23,10 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 RATE = "$__rate_interval"
 MODELS = contract.SCORING_MODELS
+# A click is positive feedback (contract.CLICK_KINDS); the web app counts clicks and
+# impressions, the ratio is PromQL (docker/prometheus/alert_rules.yml records the last hour's).
+CLICKS = "recommendation_clicks_total"
+CLICK_THROUGH_1H = "model_arm:recommendation_click_through:ratio_1h"
 
 
 class Layout:
@@ -682,13 +686,13 @@ def system_health() -> dict:
 
 def user_behaviour() -> dict:
     grid = Layout()
-    click = 'recommendation_feedback_total{kind="click"}'
+    click = CLICKS
     panels = [grid.row("A/B test: arms side by side")]
     panels += [
         grid.place(
             stat(
-                "Click-through by arm (since start)",
-                [("recommendation_click_rate", "{{arm}} ({{model_type}})")],
+                "Click-through by arm (last hour)",
+                [(CLICK_THROUGH_1H, "{{arm}} ({{model_type}})")],
                 unit="percentunit",
             ),
             12,
@@ -818,7 +822,7 @@ def user_behaviour() -> dict:
 
 def business() -> dict:
     grid = Layout()
-    click = 'recommendation_feedback_total{kind="click"}'
+    click = CLICKS
     panels = [grid.row("Volume")]
     panels += [
         grid.place(

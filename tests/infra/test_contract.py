@@ -35,6 +35,7 @@ WATCHED = {
     "MAX_USERS",
     "MAX_BODY_BYTES",
     "FEEDBACK_KINDS",
+    "CLICK_KINDS",
     "ERRORS",
     "TOP_K",
 }

@@ -42,7 +42,17 @@ _IDENTIFIER = re.compile(r"(?<![\w.$])([A-Za-z_:][\w:]*)(\s*\()?")
 
 def rule_expressions() -> dict[str, str]:
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
-    return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
+    return {
+        rule.get("alert") or rule["record"]: rule["expr"]
+        for group in groups
+        for rule in group["rules"]
+    }
+
+
+def recorded_names() -> set[str]:
+    """The series the recording rules write (queried like metrics, exposed by Prometheus)."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
 
 
 def dashboard_expressions() -> dict[str, str]:

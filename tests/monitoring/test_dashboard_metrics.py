@@ -13,7 +13,12 @@ import requests
 import yaml
 
 from tests.monitoring.helpers import exposed_names, sampled_names, value
-from tests.monitoring.promql import dashboard_expressions, metric_names, rule_expressions
+from tests.monitoring.promql import (
+    dashboard_expressions,
+    metric_names,
+    recorded_names,
+    rule_expressions,
+)
 from tests.monitoring.web_app import monitored_web_app, recommend_once
 from training.monitoring.gpu import GPU_METRICS
 
@@ -84,7 +89,7 @@ def test_the_real_web_app_exposes_its_metrics(web_metrics):
         "precision_at_k",
         "feature_drift_score",
         "prediction_drift_score",
-        "recommendation_click_rate",
+        "recommendation_clicks_total",
         "api_errors_total",
         "process_resident_memory_bytes",
         "http_request_duration_seconds_bucket",
@@ -99,7 +104,7 @@ def test_every_queried_metric_is_exposed(web_metrics, torchserve_metrics, triton
         "torchserve": exposed_names(torchserve_metrics),
         "triton": exposed_names(triton_metrics),
     }
-    everything = set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY
+    everything = set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY | recorded_names()
     missing = {
         name: sorted(where) for name, where in queried_metrics().items() if name not in everything
     }
@@ -141,7 +146,7 @@ def test_queries_cover_the_seed_names():
         "precision_at_k",
         "feature_drift_score",
         "prediction_drift_score",
-        "recommendation_click_rate",
+        "model_arm:recommendation_click_through:ratio_1h",
         "api_errors_total",
     } <= set(queried_metrics())
 

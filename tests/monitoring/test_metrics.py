@@ -50,7 +50,7 @@ def test_errors_are_counted_by_route_and_type(app):
     assert value(text, "http_requests_total", endpoint=route, method="GET", status="500") == 1
 
 
-def test_predictions_cache_and_click_rate(app):
+def test_predictions_cache_and_clicks(app):
     app.test_client().get("/movies/9")
     with app.app_context():
         metrics.observe_prediction("rbm", "recommend", 0.004)
@@ -58,9 +58,9 @@ def test_predictions_cache_and_click_rate(app):
         metrics.record_cache(True)
         metrics.record_cache(False)
         metrics.record_impressions("sae", "a", 10)
-        metrics.record_feedback("sae", "a", "click")
-        metrics.record_feedback("sae", "a", "click")
-        metrics.record_feedback("sae", "a", "like")
+        metrics.record_feedback("sae", "a", "up")
+        metrics.record_feedback("sae", "a", "watched")
+        metrics.record_feedback("sae", "a", "down")
     text = scrape(app)
     assert value(text, "predictions_total", model_type="sae", endpoint="movie") == 1
     assert value(text, "predictions_total", model_type="rbm", endpoint="recommend") == 1
@@ -80,8 +80,9 @@ def test_predictions_cache_and_click_rate(app):
     assert value(text, "cache_requests_total", result="hit") == 2
     assert value(text, "cache_requests_total", result="miss") == 1
     assert value(text, "recommendation_impressions_total", model_type="sae", arm="a") == 10
-    assert value(text, "recommendation_feedback_total", model_type="sae", arm="a", kind="like") == 1
-    assert value(text, "recommendation_click_rate", model_type="sae", arm="a") == pytest.approx(0.2)
+    assert value(text, "recommendation_feedback_total", model_type="sae", arm="a", kind="down") == 1
+    # A click is positive feedback (contract.CLICK_KINDS): "up" and "watched", not "down".
+    assert value(text, "recommendation_clicks_total", model_type="sae", arm="a") == 2
 
 
 def test_label_values_are_guarded():
