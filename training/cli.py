@@ -159,6 +159,12 @@ _SERVE = {
     "web": ("web.server", "serve_web_command"),
     "stop": ("training.serving.processes", "stop_command"),
 }
+_RELEASE = {
+    "torchserve": ("training.serving.release.commands", "release_torchserve_command"),
+    "promote": ("training.serving.release.commands", "promote_command"),
+    "rollback": ("training.serving.release.commands", "rollback_command"),
+    "status": ("training.serving.release.commands", "status_command"),
+}
 _MONITOR = {
     "drift": ("training.monitoring.drift.commands", "drift_command"),
     "reference": ("training.monitoring.drift.commands", "drift_reference_command"),
@@ -191,6 +197,7 @@ app.info.cls = _lazy_group(_TOP_LEVEL)
 _add_lazy_group("export", "Export trained models for serving.", _EXPORT)
 _add_lazy_group("serve", "Start and stop the model servers.", _SERVE)
 _add_lazy_group("monitor", "Monitoring: drift reports.", _MONITOR)
+_add_lazy_group("release", "Roll a new model version out on a running server.", _RELEASE)
 
 
 def main() -> None:  # pragma: no cover - console entry
