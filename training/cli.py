@@ -148,7 +148,9 @@ _TOP_LEVEL = {
     "evaluate": ("training.evaluate", "evaluate_command"),
     "evaluate-served": ("training.served_evaluation", "evaluate_served_command"),
     "tune": ("training.tune", "tune_command"),
+    "retrain": ("training.retrain", "retrain_command"),
 }
+_DATA = {"snapshot-app": ("training.data.app_snapshot", "snapshot_app_command")}
 _EXPORT = {
     "torchserve": ("training.export.torchserve", "export_torchserve_command"),
     "onnx": ("training.export.onnx", "export_onnx_command"),
@@ -194,6 +196,7 @@ def _add_lazy_group(name: str, help_text: str, commands: dict[str, tuple[str, st
 
 
 app.info.cls = _lazy_group(_TOP_LEVEL)
+data_app.info.cls = _lazy_group(_DATA)
 _add_lazy_group("export", "Export trained models for serving.", _EXPORT)
 _add_lazy_group("serve", "Start and stop the model servers.", _SERVE)
 _add_lazy_group("monitor", "Monitoring: drift reports.", _MONITOR)

@@ -142,6 +142,24 @@ class TuneParams(_Section):
     trial_epochs: int = Field(40, ge=1)
 
 
+class SAEGateParams(_Section):
+    # How much worse than the champion a candidate may be and still replace it: test RMSE up
+    # by at most rmse_tolerance, served NDCG@k (what TorchServe answers) down by ndcg_tolerance.
+    rmse_tolerance: float = Field(0.003, ge=0.0)
+    ndcg_tolerance: float = Field(0.005, ge=0.0)
+
+
+class RBMGateParams(_Section):
+    ndcg_tolerance: float = Field(0.005, ge=0.0)  # test NDCG@k down by at most this
+
+
+class GateParams(_Section):
+    """The promotion gate of ``movierec retrain`` (training/gate.py)."""
+
+    sae: SAEGateParams = SAEGateParams()
+    rbm: RBMGateParams = RBMGateParams()
+
+
 class MLflowParams(_Section):
     experiment_name: str = "movierec"
     registered_model_prefix: str = "movierec"
@@ -156,6 +174,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     tune: TuneParams = TuneParams()
     mlflow: MLflowParams = MLflowParams()
+    gate: GateParams = GateParams()
 
 
 def load_params(path: Path | str | None = None) -> Params:
@@ -194,12 +213,20 @@ class Paths:
         self.triton_repo = self.root / "triton_repo"
         self.logs = self.root / "logs"
         self.mlruns = self.root / "mlruns"
+        # The web app's SQLite file when DATABASE_URL is unset (web/config.py, the snapshot).
+        self.app_database = self.data / "web.sqlite3"
 
     def raw_dataset(self, dataset: str) -> Path:
         return self.raw / dataset
 
     def prepared(self, dataset: str) -> Path:
         return self.preprocessed / dataset
+
+
+def app_database_url(paths: Paths | None = None) -> str:
+    """The web app's database (``DATABASE_URL``, as the web app reads it), for the snapshot of
+    its ratings; the web app's own SQLite file when unset."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{(paths or Paths()).app_database}"
 
 
 def mirror_dir() -> Path | None:

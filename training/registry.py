@@ -1,18 +1,36 @@
 """MLflow model registry: log the inference module with a signature, register it as
-``<prefix>-<model>`` and move the champion alias when a version beats the current champion."""
+``<prefix>-<model>``, and read versions back (the champion's checkpoint for export and the gate).
+
+Registering never moves the champion alias, except for a model's first version (a registry with
+no champion has nothing to serve): ``movierec retrain``'s gate (training/gate.py) moves it.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from training.config import Params, get_logger
+from training.data.ingest import DataUnavailableError
 from training.models.base import BaseRecommender
 from training.tracking import MLFLOW_MODEL_REQUIREMENTS
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
 log = get_logger("training")
-# The figure that decides the champion, and whether higher is better.
-CHAMPION_METRIC = {"sae": ("test_rmse", False), "rbm": ("test_ndcg_at_10", True)}
 SIGNATURE_EXAMPLE_USERS = 2
+# Where a training run logs its checkpoint (training.train), and the key of a checkpoint's
+# ``extra`` that says which registry version it was downloaded as.
+CHECKPOINT_ARTIFACTS = "checkpoint"
+REGISTRY_KEY = "registry"
+
+
+class RegistryError(DataUnavailableError):
+    """The registry holds no such version or alias (the CLI's "unavailable" exit code)."""
 
 
 class RegisteredModel(torch.nn.Module):
@@ -31,18 +49,12 @@ def registered_name(params: Params, model: str) -> str:
     return f"{params.mlflow.registered_model_prefix}-{model}"
 
 
-def _beats(candidate: float, incumbent: float | None, higher_is_better: bool) -> bool:
-    if incumbent is None:
-        return True
-    return candidate > incumbent if higher_is_better else candidate < incumbent
-
-
 def register_model(
     recommender: BaseRecommender, params: Params, test_metrics: dict[str, float]
 ) -> str:
-    """Log and register the active run's model; returns the new version."""
+    """Log and register the active run's model; returns the new version. Only a model's first
+    version becomes the champion here."""
     import mlflow
-    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     example = torch.zeros(SIGNATURE_EXAMPLE_USERS, recommender.n_items)
@@ -61,23 +73,97 @@ def register_model(
     )
     recommender.model.to(recommender.device)
     version = str(info.registered_model_version)
-    metric, higher = CHAMPION_METRIC[recommender.name]
     client = mlflow.MlflowClient()
-    incumbent = None
-    try:
-        champion = client.get_model_version_by_alias(name, params.mlflow.best_alias)
-        if champion.run_id:  # a version registered without a run has no figures to beat
-            incumbent = client.get_run(champion.run_id).data.metrics.get(metric)
-    except MlflowException:
-        pass  # no champion yet
-    if metric in test_metrics and _beats(test_metrics[metric], incumbent, higher):
-        client.set_registered_model_alias(name, params.mlflow.best_alias, version)
-        log.info(
-            "%s version %s is the new %s (%s %.4f)",
-            name,
-            version,
-            params.mlflow.best_alias,
-            metric,
-            test_metrics[metric],
-        )
+    if champion_version(client, name, params.mlflow.best_alias) is None:
+        set_champion(client, name, params.mlflow.best_alias, version)
+        log.info("%s version %s is the first %s", name, version, params.mlflow.best_alias)
     return version
+
+
+def champion_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version the alias points at; None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_champion(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+
+
+def version_of_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion:
+    """The registered version a training run produced."""
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if not found:
+        raise RegistryError(f"run {run_id} registered no version of {name}")
+    return max(found, key=lambda version: int(version.version))
+
+
+def resolve_version(
+    client: MlflowClient, name: str, alias: str, version: int | None = None
+) -> ModelVersion:
+    """Version ``version`` of ``name``, or the one ``alias`` points at; a clear error otherwise."""
+    from mlflow.exceptions import MlflowException
+
+    if version is not None:
+        try:
+            return client.get_model_version(name, str(version))
+        except MlflowException:
+            raise RegistryError(f"{name} has no version {version} in the MLflow registry") from None
+    found = champion_version(client, name, alias)
+    if found is None:
+        raise RegistryError(
+            f"{name} has no {alias!r} alias in the MLflow registry ({client.tracking_uri}); "
+            "train and register a model first (`movierec train` or `movierec retrain`)"
+        )
+    return found
+
+
+def registry_reference(version: ModelVersion, alias: str | None = None) -> dict[str, str | None]:
+    """What export writes into a served model's metadata about where it came from."""
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "alias": alias,
+    }
+
+
+def download_checkpoint(
+    client: MlflowClient, version: ModelVersion, model: str, folder: Path, alias: str | None = None
+) -> Path:
+    """The checkpoint a version's training run logged (``checkpoint/<model>.pt``), copied into
+    ``folder`` with the registry reference in its ``extra`` (export's metadata reads it)."""
+    if not version.run_id:
+        raise RegistryError(f"{version.name} version {version.version} has no training run")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(
+        client.download_artifacts(version.run_id, f"{CHECKPOINT_ARTIFACTS}/{model}.pt", str(folder))
+    )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    extra = checkpoint.setdefault("extra", {})
+    extra["mlflow_run_id"] = version.run_id
+    extra[REGISTRY_KEY] = registry_reference(version, alias)
+    torch.save(checkpoint, path)
+    return path
+
+
+def register_checkpoint(checkpoint: Path, params: Params, run_name: str) -> tuple[str, str]:
+    """Register a checkpoint trained elsewhere as a new version, through a run holding its test
+    figures and the checkpoint itself (what the gate and export download); returns (run id,
+    version). The active experiment must be set (``training.tracking.configure_mlflow``)."""
+    import mlflow
+
+    from training.models import load_checkpoint
+
+    recommender = load_checkpoint(checkpoint)
+    test_metrics = dict(recommender.extra.get("test_metrics") or {})
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({"model": recommender.name, "dataset": recommender.extra.get("dataset")})
+        mlflow.log_metrics(test_metrics)
+        mlflow.log_artifact(str(checkpoint), artifact_path=CHECKPOINT_ARTIFACTS)
+        version = register_model(recommender, params, test_metrics)
+    return run.info.run_id, version

@@ -23,6 +23,7 @@ from training.metrics.beyond_accuracy import item_popularity
 from training.models.base import BaseRecommender
 from training.models.rbm import RBMEnsemble
 from training.models.sae import SAENet
+from training.registry import REGISTRY_KEY
 
 # served model -> the trained models it is made of
 PARTS = {
@@ -103,9 +104,12 @@ def build_artifacts(
             "subset": first.get("subset"),
             "split": first.get("split"),
             "mlflow_run_id": first.get("mlflow_run_id") if len(parts) == 1 else None,
+            # registry name, version and run when exported --from-registry (else None)
+            "registry": first.get(REGISTRY_KEY) if len(parts) == 1 else None,
             "parts": {
                 part: {
                     "mlflow_run_id": recommenders[part].extra.get("mlflow_run_id"),
+                    "registry": recommenders[part].extra.get(REGISTRY_KEY),
                     "test_metrics": recommenders[part].extra.get("test_metrics", {}),
                     "checkpoint_sha256": sha256_of(checkpoints[part]),
                     "best_epoch": recommenders[part].history.best_epoch,

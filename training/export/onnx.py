@@ -25,6 +25,7 @@ import typer
 from torch import nn
 
 from training.config import ConfigError, Paths, get_logger
+from training.export.from_registry import checkpoint_folder, parse_versions, registry_metadata
 from training.models import load_checkpoint
 from training.models.base import BaseRecommender
 from training.models.serving import SERVED_TOLERANCE, serving_module
@@ -255,6 +256,7 @@ def _metadata(recommender: BaseRecommender, checkpoint: Path) -> dict[str, str]:
         "top_k": str(tn.TOP_K),
         "dataset": str(extra.get("dataset", "")),
         "mlflow_run_id": str(extra.get("mlflow_run_id") or ""),
+        **registry_metadata(extra),
     }
 
 
@@ -367,6 +369,16 @@ def export_onnx_command(
             "(default data/preprocessed/<the checkpoints' dataset>)."
         ),
     ] = None,
+    from_registry: Annotated[
+        bool, typer.Option("--from-registry", help="Export the MLflow registry's champions.")
+    ] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(help="With --from-registry: pin versions, sae=N,rbm=M (default: champion)."),
+    ] = None,
+    params: Annotated[Path, typer.Option("--params", help="params.yaml to read.")] = Path(
+        "params.yaml"
+    ),
 ) -> None:
     """Export SAE, RBM and the hybrid blend to ONNX (triton_repo/<model>/1/model.onnx) and
     each served model's serving artifact beside its graph."""
@@ -374,10 +386,18 @@ def export_onnx_command(
     folder = checkpoints or paths.checkpoints
     # The exporter's progress lines and torchvision notes are noise in DVC logs.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    written = export_all(
-        {name: folder / f"{name}.pt" for name in tn.SCORING_MODELS},
-        repo or paths.triton_repo,
-        prepared,
-    )
+    try:
+        if version and not from_registry:
+            raise ValueError("--version picks registry versions: add --from-registry")
+        pinned = parse_versions(version, tn.SCORING_MODELS)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    source = checkpoint_folder(from_registry, pinned, params, folder, tn.SCORING_MODELS)
+    with source as models:
+        written = export_all(
+            {name: models / f"{name}.pt" for name in tn.SCORING_MODELS},
+            repo or paths.triton_repo,
+            prepared,
+        )
     for name, path in written.items():
         typer.echo(f"{name}: {path}")

@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +23,7 @@ import yaml
 
 from training.config import REPO_ROOT, ConfigError, Paths, get_logger
 from training.export.artifact import artifact_path, build_artifacts
+from training.export.from_registry import archive_version, checkpoint_folder, parse_versions
 from training.serving.torchserve_snapshot import SNAPSHOT_SECTION
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ SHARED_HANDLER_MODULES = (
     "serving_artifact.py",
     "recommendation.py",
     "recommender_handler.py",
+    "worker_metrics.py",
 )
 DEFAULT_VERSION = "1.0"
 EXAMPLE_BATCH = 4  # users in the batch the serving forms are checked on
@@ -171,10 +173,14 @@ def export_archives(
     prepared_folder: Path,
     out: Path,
     archives: tuple[str, ...] = ARCHIVES,
-    version: str = DEFAULT_VERSION,
+    version: str | None = None,
     settings: ServingSettings | None = None,
 ) -> dict[str, Path]:
-    """Build ``out/<name>.mar`` for each archive name; returns name -> archive path."""
+    """Build ``out/<name>.mar`` for each archive name; returns name -> archive path.
+
+    An archive's version is ``version`` when given, else its parts' registry versions when the
+    checkpoints came from the registry (``from_registry.archive_version``), else DEFAULT_VERSION.
+    """
     from model_archiver.model_archiver_config import ModelArchiverConfig
     from model_archiver.model_packaging import generate_model_archive
 
@@ -204,27 +210,34 @@ def export_archives(
             quality[part] = served_quality(recommender, scripted, prepared.train, prepared.test)
             log.info("served %s: test %s", part, quality[part])
             scripted.save(str(staging / f"{part}.pt"))
+        extras = {part: recommender.extra for part, recommender in recommenders.items()}
+        versions = {
+            name: version or archive_version(ARCHIVE_PARTS[name], extras) or DEFAULT_VERSION
+            for name in archives
+        }
         artifacts = build_artifacts(
-            recommenders, checkpoints, prepared, version, quality, served=archives
+            recommenders, checkpoints, prepared, DEFAULT_VERSION, quality, served=archives
         )
         for module in SHARED_HANDLER_MODULES:
             shutil.copy(handlers_dir() / module, staging / module)
         for name in archives:
             folder = staging / name
             folder.mkdir()
-            artifact = artifacts[name].save(artifact_path(folder))
+            metadata = {**artifacts[name].metadata, "version": versions[name]}
+            artifact = replace(artifacts[name], version=versions[name], metadata=metadata)
+            artifact.save(artifact_path(folder))
             (folder / "model-config.yaml").write_text(yaml.safe_dump(settings.model_config()))
             parts = ARCHIVE_PARTS[name]
             extra = [
                 *(staging / module for module in SHARED_HANDLER_MODULES),
-                artifact,
+                artifact_path(folder),
                 *(staging / f"{part}.pt" for part in parts[1:]),
             ]
             generate_model_archive(
                 ModelArchiverConfig(
                     model_name=name,
                     handler=str(handlers_dir() / HANDLER_FILES[name]),
-                    version=version,
+                    version=versions[name],
                     serialized_file=str(staging / f"{parts[0]}.pt"),
                     extra_files=",".join(str(path) for path in extra),
                     export_path=str(out),
@@ -239,7 +252,23 @@ def export_archives(
 
 def export_torchserve_command(
     models: Annotated[str, typer.Option(help="sae, rbm, hybrid or all.")] = "all",
-    version: Annotated[str, typer.Option(help="Archive version.")] = DEFAULT_VERSION,
+    from_registry: Annotated[
+        bool,
+        typer.Option(
+            "--from-registry", help="Build from the MLflow registry's champion, not data/."
+        ),
+    ] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            help="With --from-registry: the registry version, N or sae=N,rbm=M (default: the "
+            f"champion; archives are versioned after it). Else the archive version "
+            f"({DEFAULT_VERSION})."
+        ),
+    ] = None,
+    params: Annotated[Path, typer.Option("--params", help="params.yaml to read.")] = Path(
+        "params.yaml"
+    ),
     dataset: Annotated[
         str | None, typer.Option(help="Prepared dataset; default: the checkpoints'.")
     ] = None,
@@ -253,7 +282,8 @@ def export_torchserve_command(
         typer.Option(min=0, help="Batch delay (ms); 0 batches only what is already queued."),
     ] = DEFAULTS.max_batch_delay_ms,
 ) -> None:
-    """Build TorchServe archives (.mar) from data/checkpoints/{sae,rbm}.pt."""
+    """Build TorchServe archives (.mar) from data/checkpoints/{sae,rbm}.pt, or from the MLflow
+    registry's champion (--from-registry)."""
     from training.models import load_checkpoint
 
     names = ARCHIVES if models == "all" else tuple(models.split(","))
@@ -261,15 +291,22 @@ def export_torchserve_command(
     if unknown:
         raise typer.BadParameter(f"unknown archive(s) {unknown}; choose from {ARCHIVES} or all")
     paths = Paths()
-    checkpoints = {part: paths.checkpoints / f"{part}.pt" for part in ("sae", "rbm")}
-    first = checkpoints[ARCHIVE_PARTS[names[0]][0]]
-    if not first.is_file():
-        raise FileNotFoundError(f"{first}: checkpoint not found; run `movierec train` first")
-    dataset = dataset or load_checkpoint(first).extra.get("dataset", "ml-100k")
+    parts = tuple(sorted({part for name in names for part in ARCHIVE_PARTS[name]}))
     settings = ServingSettings(
         workers=workers, batch_size=batch_size, max_batch_delay_ms=max_batch_delay
     )
-    built = export_archives(
-        checkpoints, paths.prepared(dataset), out or paths.model_store, names, version, settings
-    )
+    try:
+        pinned = parse_versions(version, parts) if from_registry else {}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    with checkpoint_folder(from_registry, pinned, params, paths.checkpoints, parts) as folder:
+        checkpoints = {part: folder / f"{part}.pt" for part in parts}
+        first = checkpoints[ARCHIVE_PARTS[names[0]][0]]
+        if not first.is_file():
+            raise FileNotFoundError(f"{first}: checkpoint not found; run `movierec train` first")
+        dataset = dataset or load_checkpoint(first).extra.get("dataset", "ml-100k")
+        archive = None if from_registry else version
+        built = export_archives(
+            checkpoints, paths.prepared(dataset), out or paths.model_store, names, archive, settings
+        )
     typer.echo(json.dumps({name: str(path) for name, path in built.items()}))
