@@ -6,9 +6,11 @@
 Every simulated visitor is one browser (its session cookie is its anonymous user) playing a
 test-split user: on arrival they rate a few of that user's movies, then search with words from
 real titles, rate the movies that user went on to rate, open their recommendations (the page the
-p95 target is about: ``GET /recommendations``), compare the models and press the feedback
-buttons of what they were shown. htmx requests carry ``HX-Request`` and get partials, as in
-the browser. A short think time separates clicks.
+p95 target is about: ``GET /recommendations``), compare the models, press the feedback
+buttons of what they were shown and rate some of it (the stars that user gave the film in the
+data set, else one of their usual ones: what the served lists' satisfaction figure reads).
+htmx requests carry ``HX-Request`` and get partials, as in the browser. A short think time
+separates clicks.
 """
 
 from __future__ import annotations
@@ -102,6 +104,19 @@ class WebVisitor(FastHttpUser):
     def compare(self) -> None:
         with self.client.get("/compare", name="/compare", catch_response=True) as response:
             self._check(response, b'data-model="hybrid"')
+
+    @task(1)
+    def rate_recommended(self) -> None:
+        known = {**self.profile["ratings"], **self.profile["held_out"]}
+        if not self.shown or not known:
+            return
+        movie, _model = self.shown.pop(self.rng.randrange(len(self.shown)))
+        stars = known.get(str(movie)) or self.rng.choice(list(known.values()))
+        with self.client.post(
+            "/ratings", data={"movie_id": movie, "rating": stars}, headers=HTMX,
+            name="/ratings (recommended)", catch_response=True,
+        ) as response:  # fmt: skip
+            self._check(response)
 
     @task(2)
     def feedback(self) -> None:

@@ -23,13 +23,16 @@ if TYPE_CHECKING:  # the checker reads the repository's modules (the fallback be
 
     from handlers import recommendation as rec
     from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
+    from handlers.worker_metrics import WorkerMetrics
 else:
     try:  # inside a .mar the extra files sit beside the handler, as top-level modules
         import recommendation as rec
         from serving_artifact import ARTIFACT_FILE, ServingArtifact
+        from worker_metrics import WorkerMetrics
     except ImportError:  # in the repository (unit tests, in-process use)
         from handlers import recommendation as rec
         from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
+        from handlers.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class RecommenderHandler(BaseHandler):
         }
         for model in self.models.values():
             model.eval()
+        self.worker_metrics = WorkerMetrics()
         self.initialized = True
         # torch, the models and the catalogue live as long as the worker: a full cyclic-GC pass
         # over them would stop it mid-request for tens of ms; frozen objects are never scanned.
@@ -92,6 +96,7 @@ class RecommenderHandler(BaseHandler):
         # No HandlerTime metric: TorchServe already times the call (PredictionTime), and each
         # metric is one more line the worker writes and the frontend parses per batch.
         self.context = context
+        self.worker_metrics.batch(getattr(context, "metrics", None), len(data))
         return self.postprocess(self.inference(self.preprocess(data)))
 
     def preprocess(self, data: list[dict]) -> Batch:

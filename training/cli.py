@@ -204,4 +204,7 @@ _add_lazy_group("release", "Roll a new model version out on a running server.", 
 
 
 def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())
+    from training.monitoring.pipeline_metrics import stage_timer
+
+    with stage_timer():  # under `dvc repro`: the stage's last success and duration
+        sys.exit(app())

@@ -76,6 +76,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
             limiter=limiter,
         ),
     )
+    instrumentation.init_database_metrics(app, engine, app_services.services(app).catalog)
 
     _register_request_hooks(app)
     _register_blueprints(app, limiter, settings)

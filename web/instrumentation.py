@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import Engine
 
+from training.config import Paths
 from training.monitoring import logging_config as _logging
+from training.monitoring.pipeline_metrics import PIPELINE_METRICS, PIPELINE_TEXTFILE
 from web import metrics as _metrics
+from web.catalog import Catalog
+from web.db_metrics import instrument_engine
+from web.rating_activity_metrics import FilmsBeingRatedCollector
+from web.served_list_metrics import ServedListCollector
+from web.session_metrics import SessionCollector
 
 
 def init_app(app: Flask) -> None:
     """/metrics, per-route latency and errors, request ids (X-Request-ID) and access logs."""
     _metrics.init_app(app)
+
+
+def init_database_metrics(app: Flask, engine: Engine, catalog: Catalog) -> None:
+    """Query latency on ``engine``; at each scrape, what the database holds (served lists,
+    sessions, films being rated) and the pipeline textfile (``MOVIEREC_PIPELINE_TEXTFILE``,
+    default ``data/metrics/pipeline.prom``). After ``init_app``."""
+    found = app.extensions[_metrics.EXTENSION_KEY]
+
+    def popularity() -> dict[int, int] | None:
+        return found.drift.reference.item_popularity if found.drift is not None else None
+
+    def title_of(movie_id: int) -> str | None:
+        movie = catalog.get(movie_id)
+        return movie.title if movie is not None else None
+
+    instrument_engine(engine, found.registry)
+    found.live_collectors += [
+        ServedListCollector(engine, len(catalog), popularity),
+        SessionCollector(engine),
+        FilmsBeingRatedCollector(engine, title_of),
+    ]
+    default = Paths().data / "metrics" / PIPELINE_TEXTFILE
+    pipeline = app.config.get("MOVIEREC_PIPELINE_TEXTFILE", default)
+    if pipeline:
+        found.live_collectors.append(_metrics.TextfileCollector(Path(pipeline), PIPELINE_METRICS))
 
 
 def request_id() -> str:

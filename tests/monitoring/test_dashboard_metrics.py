@@ -21,10 +21,15 @@ from tests.monitoring.promql import (
 )
 from tests.monitoring.web_app import monitored_web_app, recommend_once
 from training.monitoring.gpu import GPU_METRICS
+from training.monitoring.pipeline_metrics import PIPELINE_METRICS
 
 SCRAPE_TIMEOUT_S = 10
 PREDICTION_METRIC = "PredictionTime"  # what TorchServe's worker reports for every batch
 PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+# Written by `dvc repro` (data/metrics/pipeline.prom), which no fixture here runs: the CLI writing
+# them is tests/monitoring/test_pipeline_metrics.py's, the panels showing them
+# test_dashboard_queries.py's.
+PIPELINE = set(PIPELINE_METRICS)
 # Reported only where CUDA is present, so a CPU machine cannot scrape them. Triton's, from its
 # metrics documentation ("GPU metrics"); ours, from training/monitoring (gpu.py, the textfile).
 TRITON_GPU = {"nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_utilization"}
@@ -94,6 +99,14 @@ def test_the_real_web_app_exposes_its_metrics(web_metrics):
         "process_resident_memory_bytes",
         "http_request_duration_seconds_bucket",
         "training_loss",
+        # read from the database at the scrape (families declared before any data)
+        "recommendation_accuracy",
+        "user_satisfaction_score",
+        "served_catalog_coverage",
+        "served_long_tail_share",
+        "films_being_rated",
+        "web_session_length_seconds",
+        "db_query_duration_seconds_bucket",
     } <= names
 
 
@@ -104,7 +117,9 @@ def test_every_queried_metric_is_exposed(web_metrics, torchserve_metrics, triton
         "torchserve": exposed_names(torchserve_metrics),
         "triton": exposed_names(triton_metrics),
     }
-    everything = set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY | recorded_names()
+    everything = (
+        set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY | PIPELINE | recorded_names()
+    )
     missing = {
         name: sorted(where) for name, where in queried_metrics().items() if name not in everything
     }

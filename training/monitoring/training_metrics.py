@@ -8,6 +8,7 @@ reads the same file.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,10 @@ TRAINING_METRICS = {
     "training_epochs_run": ("Epochs run (early stopping may end a run sooner)", ()),
     "training_last_run_timestamp_seconds": ("When the training run finished (Unix time)", ()),
     "training_gpu_memory_peak_bytes": ("Peak GPU memory allocated while training", ()),
+    "training_best_validation": ("Validation figure of the kept epoch (lower is better)", ()),
+    "training_final_loss": ("Training loss of the run's last epoch", ()),
 }
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def _field(history: Any, name: str, default: Any = None) -> Any:
@@ -45,7 +49,7 @@ def _field(history: Any, name: str, default: Any = None) -> Any:
 
 def training_samples(
     model_type: str, history: Any, monitor: str | None = None, device: Any = None
-) -> dict[str, list[tuple[dict[str, str], float]]]:
+) -> Samples:
     """Samples per metric for one run; ``history`` is a ``History`` or its ``to_dict()``."""
     if monitor is None:
         from training.models import RECOMMENDERS
@@ -54,7 +58,7 @@ def training_samples(
     label = {MODEL_LABEL: model_type}
     losses: Sequence[float] = _field(history, "train_loss", []) or []
     validation: Sequence[Mapping[str, float]] = _field(history, "validation", []) or []
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in TRAINING_METRICS}
+    samples: Samples = {name: [] for name in TRAINING_METRICS}
     for epoch, loss in enumerate(losses, start=1):
         samples["training_loss"].append(({**label, "epoch": str(epoch)}, float(loss)))
     for epoch, figures in enumerate(validation, start=1):
@@ -62,6 +66,7 @@ def training_samples(
             value = float(figures[monitor])
             samples["validation_loss"].append(({**label, "epoch": str(epoch)}, value))
     peak = peak_memory_bytes(device) if device is not None else None
+    best = _field(history, "best_value")
     scalars = {
         "model_training_duration_seconds": _field(history, "seconds_total", 0),
         "training_seconds_to_best": _field(history, "seconds_to_best", 0),
@@ -69,6 +74,8 @@ def training_samples(
         "training_epochs_run": len(losses),
         "training_last_run_timestamp_seconds": time.time(),
         "training_gpu_memory_peak_bytes": peak,
+        "training_best_validation": best if best is not None and math.isfinite(best) else None,
+        "training_final_loss": losses[-1] if losses else None,
     }
     for name, value in scalars.items():
         if value is not None:
@@ -99,20 +106,27 @@ def write_training_textfile(
     path: Path, model_type: str, history: Any, monitor: str | None = None, device: Any = None
 ) -> Path:
     """Replace ``model_type``'s samples in the textfile (other models' stay); atomic write."""
-    kept: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in read_textfile(path):
-        if family.name in TRAINING_METRICS:
-            kept[family.name] = [
-                (dict(s.labels), s.value)
-                for s in family.samples
-                if s.labels.get(MODEL_LABEL) != model_type
-            ]
     fresh = training_samples(model_type, history, monitor, device)
+    helps = {name: documentation for name, (documentation, _labels) in TRAINING_METRICS.items()}
+    return replace_samples(path, helps, MODEL_LABEL, model_type, fresh)
+
+
+def replace_samples(
+    path: Path, metrics: Mapping[str, str], label: str, value: str, fresh: Samples
+) -> Path:
+    """Rewrite the textfile of gauges ``metrics`` (name -> help): the samples whose ``label`` is
+    ``value`` become ``fresh``, the others stay; atomic (a scrape never reads half a file)."""
+    kept: Samples = {}
+    for family in read_textfile(path):
+        if family.name in metrics:
+            kept[family.name] = [
+                (dict(s.labels), s.value) for s in family.samples if s.labels.get(label) != value
+            ]
     families = []
-    for name, (documentation, _labels) in TRAINING_METRICS.items():
+    for name, documentation in metrics.items():
         family = Metric(name, documentation, "gauge")
-        for labels, value in [*kept.get(name, []), *fresh[name]]:
-            family.add_sample(name, labels, value)
+        for labels, number in [*kept.get(name, []), *fresh.get(name, [])]:
+            family.add_sample(name, labels, number)
         if family.samples:
             families.append(family)
     registry = CollectorRegistry(auto_describe=False)
