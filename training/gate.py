@@ -66,10 +66,10 @@ def judge(
         worse_by = (old - new) if rule.higher_is_better else (new - old)
         holds = worse_by <= rule.tolerance
         promote &= holds
+        change = f"worse by {worse_by:.4f}" if worse_by > 0 else f"better by {-worse_by:.4f}"
         relation = "within" if holds else "beyond"
         reasons.append(
             f"{rule.figure} {new:.4f} vs champion {old:.4f} "
-            f"({'worse' if worse_by > 0 else 'not worse'} by {max(worse_by, 0.0):.4f}, "
-            f"{relation} tolerance {rule.tolerance})"
+            f"({change}, {relation} tolerance {rule.tolerance})"
         )
     return GateDecision(promote, reasons)

@@ -120,7 +120,7 @@ def gate_candidate(
     tags = {
         GATE_TAG: decision.outcome,
         GATE_REASON_TAG: decision.summary,
-        GATE_CHAMPION_TAG: champion.version if champion is not None else "none",
+        GATE_CHAMPION_TAG: str(champion.version) if champion is not None else "none",
     }
     for key, value in tags.items():
         client.set_model_version_tag(candidate.name, candidate.version, key, value)
