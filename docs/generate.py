@@ -141,6 +141,8 @@ WEB_VARIABLE_NOTES = {
     "crash, not a power cut; `FULL` syncs every commit",
     "HYBRID_WEIGHT_SAE": "the SAE's weight in the hybrid when a request gives none (the RBM "
     "gets the rest)",
+    "RELEASE_DIR": "where `movierec release` keeps one file per model server "
+    "(`torchserve.json`): a canary's versions and share, by which the app routes visitors",
 }
 # WebSettings fields that no variable sets (tests build settings directly).
 INTERNAL_FIELDS = {"testing"}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from handlers import contract
 from training.config import ConfigError, Paths, get_logger
+from training.serving.release.state import state_dir as release_state_dir
 from web import secret_store
 
 log = get_logger("web")
@@ -64,6 +65,7 @@ ENV_VARS = {
     "DB_AUTO_MIGRATE": "auto_migrate",
     "SQLITE_SYNCHRONOUS": "sqlite_synchronous",
     "HYBRID_WEIGHT_SAE": "hybrid_weight_sae",
+    "RELEASE_DIR": "release_dir",
 }
 # The secrets from_env generates and keeps when the environment leaves them unset.
 STORED_SECRETS = ("SECRET_KEY", "JWT_SECRET")
@@ -113,6 +115,8 @@ class WebSettings(BaseModel):
     # SQLite only; FULL for commits that must survive a power cut, not just an app crash.
     sqlite_synchronous: SqliteSynchronous = DEFAULT_SQLITE_SYNCHRONOUS
     hybrid_weight_sae: float = Field(0.5, ge=0.0, le=1.0)
+    # Where `movierec release` keeps its file per model server: a canary's share and versions.
+    release_dir: Path = Field(default_factory=release_state_dir)
     testing: bool = False
 
     @field_validator(

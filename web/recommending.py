@@ -34,11 +34,19 @@ class Recommender:
         self._lock = threading.Lock()
 
     def recommend(
-        self, user: str, model: str, query: RecommendRequest, request_id: str, endpoint: str
+        self,
+        user: str,
+        model: str,
+        query: RecommendRequest,
+        request_id: str,
+        endpoint: str,
+        version: str | None = None,
     ) -> Served:
-        """Raises BackendError when the model server cannot answer (and nothing is cached)."""
+        """Raises BackendError when the model server cannot answer (and nothing is cached).
+        ``version``: that model version answers (a canary's arm), not the server's default."""
         started = time.perf_counter()
-        version = self._versions.get(model)
+        pinned = version
+        version = pinned or self._versions.get(model)
         key = None
         if version is not None:
             key = cache_key(model, version, query.ratings, query.k, query.weights)
@@ -49,13 +57,17 @@ class Recommender:
                 return Served(result, True, (time.perf_counter() - started) * MS_PER_S)
         instrumentation.record_cache(False)
         predict_started = time.perf_counter()
-        result = self.backend.recommend(model, query, request_id)
+        if pinned is None:
+            result = self.backend.recommend(model, query, request_id)
+        else:
+            result = self.backend.recommend(model, query, request_id, version=pinned)
         instrumentation.observe_prediction(model, endpoint, time.perf_counter() - predict_started)
         instrumentation.record_request_for_drift(
             query.ratings, [item.score for item in result.recommendations], model
         )
-        with self._lock:
-            self._versions[model] = result.version
+        if pinned is None:  # a canary's versions alternate; the default is what others get
+            with self._lock:
+                self._versions[model] = result.version
         key = cache_key(model, result.version, query.ratings, query.k, query.weights)
         self.cache.put(user, key, result.to_dict())
         return Served(result, False, (time.perf_counter() - started) * MS_PER_S)

@@ -1,7 +1,7 @@
 """TorchServe's management API by model version: what a rollout needs beyond ``TorchServeClient``.
 
-Several versions of one model name can be registered side by side; ``/predictions/<model>``
-goes to the default one and ``/predictions/<model>/<version>`` to a given one. These calls
+Several versions of one model name can be registered side by side; a prediction for
+``<model>`` goes to the default one and one for ``<model>/<version>`` to that version. These calls
 register an archive as another version, describe each version (its workers and queue), move
 the default and unregister one version; they reuse the client's pooled session, timeouts,
 token and errors (``TorchServeError``).
@@ -47,7 +47,7 @@ class TorchServeManagement(TorchServeClient):
     """A TorchServe client with the per-version management calls."""
 
     def default_version(self, model: str) -> VersionState:
-        """The version ``/predictions/<model>`` answers with."""
+        """The version a prediction that names no version gets."""
         (described,) = self.describe(model)[:1]
         return VersionState.from_description(described)
 
@@ -82,5 +82,5 @@ class TorchServeManagement(TorchServeClient):
         return self._json(self._manage("DELETE", f"/models/{model}/{version}"))
 
     def recommend_version(self, model: str, version: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /predictions/<model>/<version>: an answer from that version alone."""
+        """A prediction from that version alone (the client builds the route)."""
         return self._json(self.post_json(f"{model}/{version}", body))

@@ -117,8 +117,10 @@ class ModelBackend(ABC):
 
     @abstractmethod
     def recommend(
-        self, model: str, query: RecommendRequest, request_id: str
-    ) -> RecommendationResult: ...
+        self, model: str, query: RecommendRequest, request_id: str, version: str | None = None
+    ) -> RecommendationResult:
+        """``version``: that version of the model answers (a canary's arm), where the server
+        keeps several; None: the server's default."""
 
     def recommend_batch(
         self, model: str, queries: list[RecommendRequest], request_id: str

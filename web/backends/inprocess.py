@@ -57,8 +57,9 @@ class InProcessBackend(ModelBackend):
             self._loaded = True
 
     def recommend(
-        self, model: str, query: RecommendRequest, request_id: str
+        self, model: str, query: RecommendRequest, request_id: str, version: str | None = None
     ) -> RecommendationResult:
+        # One archive per model in process: no versions to choose from.
         self._load()
         user = ranking.parse(query, self.catalogue, model)
         ranked = predicted = mask = None

@@ -22,6 +22,7 @@ from web.backends.base import (
 from web.backends.health import probe_models
 
 CLIENT_ERROR = range(400, 500)
+NOT_FOUND = 404
 
 
 class TorchServeBackend(ModelBackend):
@@ -32,9 +33,13 @@ class TorchServeBackend(ModelBackend):
         self.timeout_s = timeout_s
         self._client = TorchServeClient(self.base_url, inference_token=token, timeout=timeout_s)
 
-    def _post(self, model: str, body: dict, request_id: str) -> dict:
+    def _post(self, model: str, body: dict, request_id: str, version: str | None = None) -> dict:
+        path = model if version is None else f"{model}/{version}"
         try:
-            response = self._client.post_json(model, body, headers={REQUEST_ID_HEADER: request_id})
+            response = self._client.post_json(path, body, headers={REQUEST_ID_HEADER: request_id})
+            if version is not None and response.status_code == NOT_FOUND:
+                # That version went (its canary ended) between the page and this call.
+                return self._post(model, body, request_id)
         except TorchServeError as exc:
             if exc.timed_out:
                 raise BackendUnavailable(
@@ -59,9 +64,11 @@ class TorchServeBackend(ModelBackend):
         return answer
 
     def recommend(
-        self, model: str, query: RecommendRequest, request_id: str
+        self, model: str, query: RecommendRequest, request_id: str, version: str | None = None
     ) -> RecommendationResult:
-        return RecommendationResult.from_dict(self._post(model, query.to_json(), request_id))
+        return RecommendationResult.from_dict(
+            self._post(model, query.to_json(), request_id, version)
+        )
 
     def recommend_batch(
         self, model: str, queries: list[RecommendRequest], request_id: str

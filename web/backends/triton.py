@@ -60,8 +60,9 @@ class TritonBackend(ModelBackend):
             return self._catalogue
 
     def recommend(
-        self, model: str, query: RecommendRequest, request_id: str
+        self, model: str, query: RecommendRequest, request_id: str, version: str | None = None
     ) -> RecommendationResult:
+        # Triton serves the latest version of each model (its version policy): no canary there.
         catalogue = self._ensure_catalogue()
         user = ranking.parse(query, catalogue, model)
         ranked = predicted = None

@@ -12,7 +12,7 @@ from web import db
 from web.auth import AuthError, api_key_is_valid, issue_token, require_token
 from web.backends import BackendRejected, BackendUnavailable
 from web.config import MODEL_NAMES
-from web.experiment import assign
+from web.experiment import assign, current_release, pinned_versions
 from web.profiles import get_or_create_user
 from web.services import services
 from web.tables import User
@@ -56,6 +56,13 @@ def _optional_api_user(user_id: str | None) -> tuple[User | None, str | None]:
     return (None, None) if user_id is None else _api_user(user_id)
 
 
+def _pinned(user: User | None) -> dict[str, str]:
+    """The model versions a known user is pinned to by a release's canary."""
+    if user is None:
+        return {}
+    return pinned_versions(db.get_session(), user, current_release(services().settings))
+
+
 def _raise_for(panel: Panel) -> None:
     if panel.status == 503:
         raise BackendUnavailable(panel.error or "model server unavailable")
@@ -93,7 +100,15 @@ def recommend(model: str) -> Response:
     weights = body.weights.model_dump() if body.weights else None
     cache_user = user.external_id if user else f"api:{g.api_subject}"
     (panel,) = fetch_panels(
-        services(), cache_user, [model], ratings, body.k, g.request_id, "api.recommend", weights
+        services(),
+        cache_user,
+        [model],
+        ratings,
+        body.k,
+        g.request_id,
+        "api.recommend",
+        weights,
+        _pinned(user),
     )
     record_panels(user.id if user else None, arm, [panel], g.request_id, "api.recommend")
     _raise_for(panel)
@@ -121,6 +136,7 @@ def recommend_batch() -> Response:
             g.request_id,
             "api.recommend_batch",
             weights,
+            _pinned(user),
         )
         record_panels(user.id if user else None, arm, [panel], g.request_id, "api.batch")
         if panel.status == 503:  # the server is down: no point asking for the next user
@@ -147,6 +163,7 @@ def compare() -> Response:
         g.request_id,
         "api.compare",
         weights,
+        _pinned(user),
     )
     record_panels(user.id if user else None, arm, panels, g.request_id, "api.compare")
     if all(panel.status == 503 for panel in panels):

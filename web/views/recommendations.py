@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from web import db
 from web.analytics import COMPARE_METRICS, compare_figures, load_offline_report, offline_table
 from web.config import MODEL_NAMES
-from web.experiment import arm_stats, assign
+from web.experiment import arm_stats, assign, canary_stats, current_release, pinned_versions
 from web.htmx import is_htmx
 from web.profiles import ratings_of
 from web.services import services
@@ -48,7 +48,10 @@ def _user_state() -> tuple:
 
 def _panels_context(models: list[str], k: int, endpoint: str) -> dict:
     user, arm, ratings = _user_state()
-    panels = fetch_panels(services(), user.external_id, models, ratings, k, g.request_id, endpoint)
+    versions = pinned_versions(db.get_session(), user, current_release(services().settings))
+    panels = fetch_panels(
+        services(), user.external_id, models, ratings, k, g.request_id, endpoint, versions=versions
+    )
     record_panels(user.id, arm, panels, g.request_id, endpoint)
     return {
         "panels": panels,
@@ -110,5 +113,9 @@ def feedback() -> ResponseReturnValue:
 def experiment() -> str:
     settings = services().settings
     stats = arm_stats(db.get_session(), settings.ab_experiment, settings.ab_arms)
+    release = current_release(settings)
+    canary = canary_stats(db.get_session(), release) if release is not None else None
     template = "partials/experiment_table.html" if is_htmx() else "experiment.html"
-    return render_template(template, stats=stats, experiment=settings.ab_experiment)
+    return render_template(
+        template, stats=stats, experiment=settings.ab_experiment, release=release, canary=canary
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,14 +49,16 @@ def fetch_panels(
     request_id: str,
     endpoint: str,
     weights: dict | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> list[Panel]:
-    """Ask the backend for each model at once (threads: the calls are I/O), never raising."""
+    """Ask the backend for each model at once (threads: the calls are I/O), never raising.
+    ``versions``: the model versions this user is pinned to (a canary's arm)."""
 
     def one(model: str) -> Panel:
         query = query_for(services, model, ratings, k, weights)
         try:
             served: Served = services.recommender.recommend(
-                user_key, model, query, request_id, endpoint
+                user_key, model, query, request_id, endpoint, (versions or {}).get(model)
             )
         except BackendRejected as exc:
             return Panel(model, k, error=str(exc), status=REJECTED)

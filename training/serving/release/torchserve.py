@@ -4,11 +4,11 @@ The steps, through the management API (``training.serving.torchserve_management`
 
 1. register the new archive as another version of the model, beside the running one;
 2. wait until its workers are READY and probe it with a real prediction (which must name it);
-3. make it the default version (``/predictions/<model>`` now goes to it);
+3. make it the default version (a prediction that names no version now goes to it);
 4. drain the old version (its queue stays empty for ``quiet_s``) and unregister it.
 
 A canary stops after step 2: the web app routes a share of its visitors to the new version
-(``/predictions/<model>/<version>``) while the rest keep the default; ``promote`` runs steps 3-4,
+(a prediction naming the version) while the rest keep the default; ``promote`` runs steps 3-4,
 ``rollback`` drains and unregisters the new version instead. A finished release can be rolled
 back too: the old archive is registered again and the same steps run the other way.
 
