@@ -62,6 +62,7 @@ def promoted(store, checkpoints) -> dict:
     }
 
 
+@pytest.mark.slow  # trains and registers models
 def test_the_first_candidate_is_champion_and_registering_moves_no_alias(promoted):
     first = promoted["first"]
     assert (first.outcome, first.champion_version, first.reason) == (
@@ -72,6 +73,7 @@ def test_the_first_candidate_is_champion_and_registering_moves_no_alias(promoted
     assert str(promoted["after_registering"].version) == first.candidate_version
 
 
+@pytest.mark.slow  # trains and registers models
 def test_the_gate_promotes_a_better_candidate(promoted, store):
     outcome, client = promoted["outcome"], promoted["client"]
     assert outcome.outcome == PROMOTED, outcome.reason
@@ -96,6 +98,7 @@ def _exported_checkpoint(store: LifecycleStore, folder: Path) -> tuple[str, str,
     return reference["version"], reference["run_id"], weights.hexdigest()
 
 
+@pytest.mark.slow  # trains and registers models
 def test_a_worse_candidate_is_rejected_and_nothing_served_changes(promoted, store, tmp_path):
     client = promoted["client"]
     alias = store.params.mlflow.best_alias
