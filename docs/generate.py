@@ -160,6 +160,11 @@ OTHER_VARIABLES = {
         "GroupLens; checksums are verified either way",
     ),
     "MOVIEREC_LOG_FILES": ("`1`", "`0` keeps the logs on stderr only"),
+    "DVC_STAGE": (
+        "set by `dvc repro`",
+        "the stage a `movierec` command runs for: its last success, failure and duration go "
+        "to `data/metrics/pipeline.prom` (unset: nothing is recorded)",
+    ),
     "MOVIEREC_LOG_LEVEL": ("`INFO`", "level of the `movierec.*` loggers"),
     "MOVIEREC_LOG_FORMAT": ("`json`", "`text` prints plain lines on stderr"),
     "MLFLOW_TRACKING_URI": (

@@ -1,12 +1,14 @@
 """Writes the Grafana dashboards in docker/grafana/dashboards/ (run it after editing this file).
 
 The JSON files are generated so every panel has the same shape and every query is written once;
-``tests/monitoring/test_dashboard_metrics.py`` checks the files match this script and that
-every metric a query names is really exposed. Each dashboard picks its Prometheus through a
-``datasource`` variable, so it works both provisioned and imported by hand (no uid to edit).
+the panel list in docs/operations.md is written with them. ``make monitor-check`` checks both
+match this script; ``tests/monitoring/test_dashboard_metrics.py`` that every metric a query names
+is exposed, and ``tests/monitoring/test_dashboard_queries.py`` that every panel shows data
+under load. Each dashboard picks its Prometheus through a ``datasource`` variable, so it works
+both provisioned and imported by hand (no uid to edit).
 
-    python docker/grafana/generate_dashboards.py          # rewrite the files
-    python docker/grafana/generate_dashboards.py --check  # exit 1 when a file is stale
+    python docker/grafana/generate_dashboards.py          # rewrite the files and the panel list
+    python docker/grafana/generate_dashboards.py --check  # exit 1 when one of them is stale
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 RATE = "$__rate_interval"
-MODELS = contract.SCORING_MODELS
 # A click is positive feedback (contract.CLICK_KINDS); the web app counts clicks and
 # impressions, the ratio is PromQL (docker/prometheus/alert_rules.yml records the last hour's).
 CLICKS = "recommendation_clicks_total"
@@ -55,7 +56,7 @@ class Layout:
         return placed
 
 
-# A per-epoch series shown as a table: one row per epoch, one column per model.
+# A per-epoch series as a matrix: one row per epoch, one column per model (the trend panels).
 EPOCH_BY_MODEL = [
     {
         "id": "groupingToMatrix",
@@ -72,7 +73,7 @@ EPOCH_BY_MODEL = [
 
 
 def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict:
-    found = {
+    found: dict[str, object] = {
         "datasource": DATASOURCE,
         "expr": expr,
         "legendFormat": legend or "__auto",
@@ -178,24 +179,6 @@ def bars(
     }
 
 
-def table(
-    title: str,
-    queries: list[tuple[str, str]],
-    transformations: list[dict] | None = None,
-    description: str = "",
-) -> dict:
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(queries, instant=True),
-        "transformations": transformations or [],
-        "fieldConfig": {"defaults": {}, "overrides": []},
-        "options": {"showHeader": True},
-    }
-
-
 def dashboard(
     uid: str, title: str, description: str, panels: list[dict], variables: list[dict] | None = None
 ) -> dict:
@@ -244,57 +227,130 @@ def ratio(numerator: str, denominator: str, by: str = "") -> str:
 
 
 # -- the dashboards -------------------------------------------------------------------------------
+# Every panel is titled by the question it answers. Models are compared SAE / RBM / hybrid side by
+# side (the hybrid too wherever models are compared); time series wherever time matters.
+SERVED = "|".join(contract.SERVED_MODELS)
+BY_MODEL = f'model_type=~"{SERVED}"'
+# Panels that can only show data where CUDA is present: the one list the query test exempts from
+# "returns at least one series" (it still checks their PromQL).
+GPU_PANELS = ("How much GPU memory is in use?", "How busy is the GPU?")
+
+
+def trend(title: str, queries: list[tuple[str, str]], description: str = "") -> dict:
+    """A curve over epochs (x: the epoch label), one line per model: learning curves."""
+    return {
+        "type": "trend",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(queries, instant=True),
+        "transformations": EPOCH_BY_MODEL,
+        "fieldConfig": {
+            "defaults": {"custom": {"lineWidth": 2, "showPoints": "never"}},
+            "overrides": [],
+        },
+        "options": {
+            "xField": "epoch\\model_type",
+            "legend": {"displayMode": "list", "placement": "bottom"},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
+    }
+
+
+def alert_list(title: str, description: str = "") -> dict:
+    """Grafana's own list of the alerts Prometheus evaluates (no PromQL of its own)."""
+    return {
+        "type": "alertlist",
+        "title": title,
+        "description": description,
+        "options": {
+            "viewMode": "list",
+            "groupMode": "default",
+            "maxItems": 20,
+            "sortOrder": 1,
+            "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False},
+            "datasource": "${datasource}",
+        },
+    }
+
+
+def none_is_zero(expr: str) -> str:
+    """Counters born at their first event (errors): no series yet means none happened."""
+    return f"({expr}) or on() vector(0)"
+
+
 def model_performance() -> dict:
     grid = Layout()
-    models = "|".join(MODELS)
-    panels = [grid.row("Offline figures (evaluation report): SAE vs RBM")]
-    for model in MODELS:
-        panels.append(
-            grid.place(
-                stat(
-                    f"{model.upper()}: test RMSE",
-                    [(f'model_rmse{{model_type="{model}"}}', "RMSE")],
-                    description="Rating error on the test split (lower is better).",
-                    thresholds=[(None, "green"), (1.0, "red")],
-                ),
-                4,
-                5,
-            )
-        )
-        panels.append(
-            grid.place(
-                stat(
-                    f"{model.upper()}: precision@10 / NDCG@10",
-                    [
-                        (f'precision_at_k{{model_type="{model}", k="10"}}', "precision@10"),
-                        (f'ndcg_at_k{{model_type="{model}", k="10"}}', "NDCG@10"),
-                    ],
-                ),
-                8,
-                5,
-            )
-        )
-    for name, title in (
-        ("precision_at_k", "Precision@k"),
-        ("recall_at_k", "Recall@k"),
-        ("ndcg_at_k", "NDCG@k"),
-        ("map_at_k", "MAP@k"),
-    ):
-        panels.append(
-            grid.place(
-                bars(
-                    f"{title} by model",
-                    [(f'{name}{{model_type=~"{models}"}}', "{{model_type}} @{{k}}")],
-                ),
-                6,
-                8,
-            )
-        )
-    panels.append(grid.row("Online: latency, volume and drift of predictions"))
+    panels = [grid.row("Online: what people make of each model's lists (SAE / RBM / hybrid)")]
     panels += [
         grid.place(
             timeseries(
-                "Prediction latency p50 / p99 by model",
+                "Is the SAE still better than the RBM this week?",
+                [(f"recommendation_accuracy{{{BY_MODEL}}}", "{{model_type}}")],
+                unit="percentunit",
+                description="recommendation_accuracy: share of the served films people judged "
+                "that they liked (rated >= 4 stars afterwards, or up / watched feedback). Set the "
+                "time range to 7 days to compare the week.",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Does each model's accuracy rest on enough judgements?",
+                [(f"recommendation_accuracy_judgements{{{BY_MODEL}}}", "{{model_type}}")],
+                description="Ratings and feedback on served films behind each accuracy figure.",
+            ),
+            12,
+            8,
+        ),
+    ]
+    panels.append(grid.row("Offline (evaluation report): SAE / RBM / hybrid side by side"))
+    panels += [
+        grid.place(
+            bars(
+                "Which model ranks best offline (NDCG@10, precision@10)?",
+                [
+                    (f'ndcg_at_k{{{BY_MODEL}, k="10"}}', "NDCG@10 {{model_type}}"),
+                    (f'precision_at_k{{{BY_MODEL}, k="10"}}', "precision@10 {{model_type}}"),
+                ],
+            ),
+            8,
+            9,
+        ),
+        grid.place(
+            bars(
+                "Does each model find the films people rate next (recall, MAP, hit rate @10)?",
+                [
+                    (f'recall_at_k{{{BY_MODEL}, k="10"}}', "recall@10 {{model_type}}"),
+                    (f'map_at_k{{{BY_MODEL}, k="10"}}', "MAP@10 {{model_type}}"),
+                    (f'hit_rate_at_k{{{BY_MODEL}, k="10"}}', "hit rate@10 {{model_type}}"),
+                ],
+            ),
+            8,
+            9,
+        ),
+        grid.place(
+            bars(
+                "How far off are the predicted ratings (RMSE, MAE)?",
+                [
+                    (f"model_rmse{{{BY_MODEL}}}", "RMSE {{model_type}}"),
+                    (f"model_mae{{{BY_MODEL}}}", "MAE {{model_type}}"),
+                ],
+                unit="short",
+                maximum=None,
+                description="Models that predict ratings only: the RBM ranks films and predicts "
+                "no rating, so it has no RMSE or MAE.",
+            ),
+            8,
+            9,
+        ),
+    ]
+    panels.append(grid.row("Online serving: latency, volume and drift per model"))
+    panels += [
+        grid.place(
+            timeseries(
+                "How fast does each model answer the web app (p50 / p99)?",
                 [
                     (
                         quantile(0.5, "prediction_latency_seconds", "model_type"),
@@ -312,10 +368,10 @@ def model_performance() -> dict:
         ),
         grid.place(
             timeseries(
-                "Predictions per second by model and endpoint",
+                "How many predictions does each model make?",
                 [
                     (
-                        "sum by (model_type, endpoint) (rate(predictions_total[$__rate_interval]))",
+                        rate_sum("predictions_total", "model_type, endpoint"),
                         "{{model_type}} {{endpoint}}",
                     ),
                 ],
@@ -326,10 +382,8 @@ def model_performance() -> dict:
         ),
         grid.place(
             timeseries(
-                "Prediction drift (PSI, KS) by model",
-                [
-                    ("prediction_drift_score", "{{model_type}} {{statistic}}"),
-                ],
+                "Have the served scores drifted from the training-time scores (PSI, KS)?",
+                [("prediction_drift_score", "{{model_type}} {{statistic}}")],
                 description="PSI > 0.2 or KS > 0.1 means the served scores moved away from the "
                 "training-time scores (movierec monitor drift reports details).",
             ),
@@ -338,7 +392,7 @@ def model_performance() -> dict:
         ),
         grid.place(
             timeseries(
-                "TorchServe / Triton model latency (mean)",
+                "How long does each model take inside TorchServe and Triton (mean)?",
                 [
                     (
                         ratio(
@@ -363,29 +417,43 @@ def model_performance() -> dict:
             8,
         ),
     ]
-    panels.append(grid.row("Training (data/metrics/training.prom, re-exposed by the web app)"))
+    panels.append(grid.row("Training runs (data/metrics/training.prom, re-exposed by the web app)"))
     panels += [
         grid.place(
-            table(
-                "Training loss per epoch (SAE | RBM)",
+            trend(
+                "How did the training loss fall, epoch by epoch?",
                 [("training_loss", "")],
-                EPOCH_BY_MODEL,
+                description="The last run of each model; each model's own loss (not comparable "
+                "across models).",
             ),
-            8,
-            10,
+            12,
+            9,
         ),
         grid.place(
-            table(
-                "Validation figure per epoch (SAE | RBM)",
+            trend(
+                "How did the validation figure move, epoch by epoch?",
                 [("validation_loss", "")],
-                EPOCH_BY_MODEL,
+                description="The figure that picks the best epoch (lower is better).",
+            ),
+            12,
+            9,
+        ),
+        grid.place(
+            timeseries(
+                "Did the last training run do better than the one before?",
+                [
+                    ("training_best_validation", "best validation {{model_type}}"),
+                    ("training_final_loss", "final loss {{model_type}}"),
+                ],
+                description="One step per training run: the kept epoch's validation figure and "
+                "the last epoch's loss.",
             ),
             8,
-            10,
+            8,
         ),
         grid.place(
             bars(
-                "Training time by model",
+                "How long did training take?",
                 [
                     ("model_training_duration_seconds", "{{model_type}} total"),
                     ("training_seconds_to_best", "{{model_type}} to best epoch"),
@@ -394,11 +462,11 @@ def model_performance() -> dict:
                 maximum=None,
             ),
             8,
-            5,
+            8,
         ),
         grid.place(
             bars(
-                "Epochs by model",
+                "How many epochs did each run need?",
                 [
                     ("training_epochs_run", "{{model_type}} run"),
                     ("training_best_epoch", "{{model_type}} best"),
@@ -407,14 +475,14 @@ def model_performance() -> dict:
                 maximum=None,
             ),
             8,
-            5,
+            8,
         ),
     ]
     panels.append(grid.row("GPU (only where CUDA is present)"))
     panels += [
         grid.place(
             timeseries(
-                "GPU memory used",
+                GPU_PANELS[0],
                 [
                     ("nv_gpu_memory_used_bytes", "Triton {{gpu_uuid}}"),
                     ("gpu_memory_used_bytes", "{{job}} device {{device}}"),
@@ -428,7 +496,7 @@ def model_performance() -> dict:
         ),
         grid.place(
             timeseries(
-                "GPU utilisation",
+                GPU_PANELS[1],
                 [
                     ("nv_gpu_utilization", "Triton {{gpu_uuid}}"),
                     ("gpu_utilization_ratio", "{{job}} device {{device}}"),
@@ -443,7 +511,7 @@ def model_performance() -> dict:
     return dashboard(
         "movierec-model-performance",
         "MovieRec / Model performance",
-        "SAE vs RBM: offline figures, online latency and drift, training, GPU.",
+        "SAE, RBM and hybrid side by side: online accuracy, offline figures, serving, training.",
         panels,
     )
 
@@ -454,7 +522,7 @@ def system_health() -> dict:
     panels += [
         grid.place(
             stat(
-                "Requests / s",
+                "How many requests per second?",
                 [("sum(rate(http_requests_total[$__rate_interval]))", "")],
                 unit="reqps",
                 decimals=2,
@@ -464,11 +532,13 @@ def system_health() -> dict:
         ),
         grid.place(
             stat(
-                "5xx share",
+                "What share of requests fail (5xx)?",
                 [
                     (
-                        'sum(rate(http_requests_total{status=~"5.."}[$__rate_interval])) / '
-                        "sum(rate(http_requests_total[$__rate_interval]))",
+                        none_is_zero(
+                            'sum(rate(http_requests_total{status=~"5.."}[$__rate_interval]))'
+                        )
+                        + " / sum(rate(http_requests_total[$__rate_interval]))",
                         "",
                     )
                 ],
@@ -480,8 +550,14 @@ def system_health() -> dict:
         ),
         grid.place(
             stat(
-                "Cache hit ratio",
-                [(ratio('cache_requests_total{result="hit"}', "cache_requests_total"), "")],
+                "How often does the cache answer?",
+                [
+                    (
+                        none_is_zero(rate_sum('cache_requests_total{result="hit"}'))
+                        + f" / {rate_sum('cache_requests_total')}",
+                        "",
+                    )
+                ],
                 unit="percentunit",
             ),
             6,
@@ -489,7 +565,7 @@ def system_health() -> dict:
         ),
         grid.place(
             stat(
-                "Targets up",
+                "Is every service up?",
                 [('up{job=~"web|torchserve|triton"}', "{{job}}")],
                 decimals=0,
                 thresholds=[(None, "red"), (1, "green")],
@@ -499,13 +575,8 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Requests / s by route",
-                [
-                    (
-                        "sum by (endpoint) (rate(http_requests_total[$__rate_interval]))",
-                        "{{endpoint}}",
-                    ),
-                ],
+                "Which pages and API routes are busiest?",
+                [(rate_sum("http_requests_total", "endpoint"), "{{endpoint}}")],
                 unit="reqps",
             ),
             12,
@@ -513,7 +584,7 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Latency p50 / p99 by route",
+                "Which routes are slow (p50 / p99)?",
                 [
                     (
                         quantile(0.5, "http_request_duration_seconds", "endpoint"),
@@ -531,10 +602,10 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Errors / s by route and type",
+                "Which routes answer with errors, and which?",
                 [
                     (
-                        "sum by (endpoint, error_type) (rate(api_errors_total[$__rate_interval]))",
+                        none_is_zero(rate_sum("api_errors_total", "endpoint, error_type")),
                         "{{endpoint}} {{error_type}}",
                     ),
                 ],
@@ -545,13 +616,37 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Process memory and CPU",
+                "How much memory do the web app and the model server hosts use?",
                 [
                     ('process_resident_memory_bytes{job="web"}', "web {{instance}}"),
-                    ("nv_cpu_memory_used_bytes", "Triton"),
+                    ("nv_cpu_memory_used_bytes", "Triton host"),
                     ("MemoryUsed * 1024 * 1024", "TorchServe host"),
                 ],
                 unit="bytes",
+            ),
+            12,
+            8,
+        ),
+    ]
+    panels.append(grid.row("Database"))
+    panels += [
+        grid.place(
+            timeseries(
+                "Are database queries slow (p50 / p99 by operation)?",
+                [
+                    (quantile(0.5, "db_query_duration_seconds", "operation"), "p50 {{operation}}"),
+                    (quantile(0.99, "db_query_duration_seconds", "operation"), "p99 {{operation}}"),
+                ],
+                unit="s",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "How many queries does the web app send?",
+                [(rate_sum("db_query_duration_seconds_count", "operation"), "{{operation}}")],
+                unit="reqps",
             ),
             12,
             8,
@@ -561,15 +656,60 @@ def system_health() -> dict:
     panels += [
         grid.place(
             timeseries(
-                "TorchServe requests / s by status",
+                "Is the model server batching?",
+                [
+                    (
+                        ratio("model_batch_size_sum", "model_batch_size_count", "ModelName"),
+                        "TorchServe {{ModelName}}: requests per forward pass",
+                    ),
+                    (
+                        ratio("nv_inference_request_success", "nv_inference_exec_count", "model"),
+                        "Triton {{model}}: requests per execution",
+                    ),
+                ],
+                description="1 means every request ran alone; more means requests shared a "
+                "forward pass (TorchServe: the handlers' model_batch_size; Triton: requests over "
+                "executions).",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "How full are TorchServe's batches (p50 / p90)?",
+                [
+                    (quantile(0.5, "model_batch_size", "ModelName"), "p50 {{ModelName}}"),
+                    (quantile(0.9, "model_batch_size", "ModelName"), "p90 {{ModelName}}"),
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "How much memory does each model hold?",
+                [
+                    (
+                        "max by (ModelName) (model_memory_usage_bytes)",
+                        "TorchServe {{ModelName}} (a worker)",
+                    ),
+                    ("nv_cpu_memory_used_bytes", "Triton host"),
+                ],
+                unit="bytes",
+                description="model_memory_usage_bytes: resident memory of the TorchServe worker "
+                "serving the model (a model with N workers holds about N times this). Triton "
+                "reports its host's memory (and its GPU's, in the GPU panels).",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Is TorchServe answering (requests by status)?",
                 [
                     ("sum(rate(Requests2XX[$__rate_interval]))", "2xx"),
-                    ("sum(rate(Requests4XX[$__rate_interval]))", "4xx"),
-                    ("sum(rate(Requests5XX[$__rate_interval]))", "5xx"),
-                    (
-                        "sum by (model_name) (rate(ts_inference_requests_total[$__rate_interval]))",
-                        "inferences {{model_name}}",
-                    ),
+                    (none_is_zero("sum(rate(Requests4XX[$__rate_interval]))"), "4xx"),
+                    (none_is_zero("sum(rate(Requests5XX[$__rate_interval]))"), "5xx"),
                 ],
                 unit="reqps",
             ),
@@ -578,7 +718,7 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "TorchServe queue and prediction time",
+                "Where does TorchServe spend the time (queue vs prediction)?",
                 [
                     ("QueueTime", "queue"),
                     # Not HandlerTime: TorchServe declares it, but our handlers leave it unsent
@@ -592,16 +732,10 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Triton inferences / s",
+                "Is Triton answering?",
                 [
-                    (
-                        "sum by (model) (rate(nv_inference_request_success[$__rate_interval]))",
-                        "ok {{model}}",
-                    ),
-                    (
-                        "sum by (model) (rate(nv_inference_request_failure[$__rate_interval]))",
-                        "failed {{model}}",
-                    ),
+                    (rate_sum("nv_inference_request_success", "model"), "ok {{model}}"),
+                    (rate_sum("nv_inference_request_failure", "model"), "failed {{model}}"),
                 ],
                 unit="reqps",
             ),
@@ -610,11 +744,14 @@ def system_health() -> dict:
         ),
         grid.place(
             timeseries(
-                "Triton queue / compute time per request",
+                "Where does Triton spend the time (queue vs compute, per request)?",
                 [
                     (
-                        "sum by (model) (rate(nv_inference_queue_duration_us[$__rate_interval])) / "
-                        "sum by (model) (rate(nv_inference_request_success[$__rate_interval]))",
+                        ratio(
+                            "nv_inference_queue_duration_us",
+                            "nv_inference_request_success",
+                            "model",
+                        ),
                         "queue {{model}}",
                     ),
                     (
@@ -632,54 +769,95 @@ def system_health() -> dict:
             8,
         ),
     ]
-    panels.append(grid.row("Alerts, drift and pipeline"))
+    panels.append(grid.row("Alerts and pipeline"))
     panels += [
         grid.place(
-            table(
-                "Firing alerts",
-                [('ALERTS{alertstate="firing"}', "")],
-                [
-                    {
-                        "id": "organize",
-                        "options": {
-                            "excludeByName": {"Time": True, "Value": True, "__name__": True}
-                        },
-                    },
-                ],
+            alert_list(
+                "Which alerts are firing?",
+                "Prometheus' alerts (docker/prometheus/alert_rules.yml), firing or pending.",
             ),
-            12,
             8,
-        ),
-        grid.place(
-            timeseries(
-                "Feature drift (PSI, KS)",
-                [
-                    ("feature_drift_score", "{{feature}} {{statistic}}"),
-                ],
-            ),
-            12,
             8,
         ),
         grid.place(
             stat(
-                "Hours since the last training run",
-                [
-                    ("(time() - training_last_run_timestamp_seconds) / 3600", "{{model_type}}"),
-                ],
+                "How many alerts are firing?",
+                [(none_is_zero('count(ALERTS{alertstate="firing"})'), "")],
+                decimals=0,
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+            4,
+            8,
+        ),
+        grid.place(
+            stat(
+                "How many requests does the drift check read?",
+                [("drift_window_requests", "")],
+                decimals=0,
+            ),
+            4,
+            8,
+        ),
+        grid.place(
+            stat(
+                "How long ago did each model train?",
+                [("(time() - training_last_run_timestamp_seconds) / 3600", "{{model_type}}")],
                 unit="h",
                 decimals=1,
             ),
-            12,
-            5,
+            8,
+            8,
         ),
         grid.place(
-            stat("Drift window (requests)", [("drift_window_requests", "")], decimals=0), 12, 5
+            bars(
+                "How long ago did each pipeline stage last succeed?",
+                [
+                    (
+                        "(time() - pipeline_stage_last_success_timestamp_seconds) / 3600",
+                        "{{stage}}",
+                    )
+                ],
+                unit="h",
+                maximum=None,
+            ),
+            8,
+            9,
+        ),
+        grid.place(
+            bars(
+                "How long did each stage's last successful run take?",
+                [("pipeline_stage_duration_seconds", "{{stage}}")],
+                unit="s",
+                maximum=None,
+            ),
+            8,
+            9,
+        ),
+        grid.place(
+            stat(
+                "Has a stage failed since it last succeeded?",
+                [
+                    (
+                        "(pipeline_stage_last_failure_timestamp_seconds > bool "
+                        "pipeline_stage_last_success_timestamp_seconds) "
+                        "or (pipeline_stage_last_success_timestamp_seconds * 0)",
+                        "{{stage}}",
+                    )
+                ],
+                decimals=0,
+                thresholds=[(None, "green"), (1, "red")],
+                description="1: the stage's command failed after its last success "
+                "(data/metrics/pipeline.prom, written under dvc repro).",
+            ),
+            8,
+            9,
         ),
     ]
     return dashboard(
         "movierec-system-health",
         "MovieRec / System health",
-        "Web app, TorchServe and Triton: traffic, latency, errors, cache, memory, alerts.",
+        "Web app, database, TorchServe and Triton: traffic, latency, errors, batching, memory, "
+        "alerts, pipeline.",
         panels,
     )
 
@@ -691,7 +869,7 @@ def user_behaviour() -> dict:
     panels += [
         grid.place(
             stat(
-                "Click-through by arm (last hour)",
+                "Which arm do people click more (last hour)?",
                 [(CLICK_THROUGH_1H, "{{arm}} ({{model_type}})")],
                 unit="percentunit",
             ),
@@ -700,7 +878,7 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             bars(
-                "Traffic share by arm",
+                "How is the traffic split between the arms?",
                 [
                     (
                         "sum by (arm) (increase(recommendation_impressions_total[$__range])) / "
@@ -714,7 +892,7 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             timeseries(
-                "Click-through by model and arm",
+                "Is click-through moving, per model and arm?",
                 [
                     (
                         ratio(click, "recommendation_impressions_total", "model_type, arm"),
@@ -728,7 +906,7 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             timeseries(
-                "Recommendations shown / s by arm",
+                "How many recommendations does each arm show?",
                 [
                     (
                         rate_sum("recommendation_impressions_total", "model_type, arm"),
@@ -742,44 +920,52 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             timeseries(
-                "Feedback / s by kind",
-                [
-                    (
-                        rate_sum("recommendation_feedback_total", "kind, arm"),
-                        "{{kind}} ({{arm}})",
-                    ),
-                ],
+                "What feedback do people give?",
+                [(rate_sum("recommendation_feedback_total", "kind, arm"), "{{kind}} ({{arm}})")],
                 unit="reqps",
             ),
             12,
             8,
         ),
         grid.place(
-            bars(
-                "Offline satisfaction (mean rating of simulated clicks)",
-                [('offline_satisfaction{k="10"}', "{{model_type}}")],
-                unit="short",
-                maximum=5,
+            timeseries(
+                "Do people like what each model recommends (mean stars given afterwards)?",
+                [
+                    (f"user_satisfaction_score{{{BY_MODEL}}}", "online {{model_type}}"),
+                    (f'offline_satisfaction{{{BY_MODEL}, k="10"}}', "offline @10 {{model_type}}"),
+                ],
+                description="Online: user_satisfaction_score, the mean stars people gave films a "
+                "model had shown them. Offline: the evaluation's simulation (mean rating of "
+                "simulated clicks).",
             ),
             12,
             8,
         ),
     ]
-    panels.append(grid.row("Users: ratings, profiles and cold start"))
+    panels.append(grid.row("Ratings and popular films"))
     panels += [
         grid.place(
+            timeseries(
+                "Which films are people rating right now?",
+                [("topk(10, films_being_rated)", "{{title}}")],
+                description="Ratings each film got among the latest ratings (top 10).",
+            ),
+            12,
+            9,
+        ),
+        grid.place(
             bars(
-                "Rating values in requests (time range)",
+                "Which star values do recommendation requests carry?",
                 [("sum by (value) (increase(request_ratings_total[$__range]))", "{{value}} stars")],
                 unit="short",
                 maximum=None,
             ),
-            8,
-            8,
+            12,
+            9,
         ),
         grid.place(
             timeseries(
-                "Ratings per request (median, p90)",
+                "How many ratings does a recommendation request carry (median, p90)?",
                 [
                     (quantile(0.5, "request_profile_size", "model_type"), "median {{model_type}}"),
                     (quantile(0.9, "request_profile_size", "model_type"), "p90 {{model_type}}"),
@@ -790,7 +976,7 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             timeseries(
-                "Cold-start share (requests with at most 5 ratings)",
+                "What share of requests come from new users (at most 5 ratings)?",
                 [
                     (
                         'sum(rate(request_profile_size_bucket{le="5.0"}[$__rate_interval])) / '
@@ -805,17 +991,47 @@ def user_behaviour() -> dict:
         ),
         grid.place(
             timeseries(
-                "Drift of what users send (PSI)",
+                "Has what users send drifted from the training data (PSI)?",
                 [('feature_drift_score{statistic="psi"}', "{{feature}}")],
             ),
-            24,
-            7,
+            8,
+            8,
+        ),
+    ]
+    panels.append(grid.row("Sessions and engagement"))
+    panels += [
+        grid.place(
+            timeseries(
+                "How many people are on the site?",
+                [("web_sessions_active", "sessions seen in the last hour")],
+            ),
+            8,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "How long do people stay?",
+                [("web_session_length_seconds", "q{{quantile}}")],
+                unit="s",
+                description="Session length so far (last visit minus start, to the minute), "
+                "over the sessions seen in the last hour.",
+            ),
+            8,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "How much do people rate per visit?",
+                [("web_session_ratings", "q{{quantile}}")],
+            ),
+            8,
+            8,
         ),
     ]
     return dashboard(
         "movierec-user-behaviour",
         "MovieRec / User behaviour and A/B",
-        "Click-through per model and arm, feedback, ratings and cold start.",
+        "Click-through and satisfaction per model and arm, feedback, ratings, sessions.",
         panels,
     )
 
@@ -827,7 +1043,7 @@ def business() -> dict:
     panels += [
         grid.place(
             stat(
-                "Recommendations shown (time range)",
+                "How many recommendations did we show?",
                 [("sum(increase(recommendation_impressions_total[$__range]))", "")],
                 decimals=0,
             ),
@@ -835,13 +1051,17 @@ def business() -> dict:
             5,
         ),
         grid.place(
-            stat("Clicks (time range)", [(f"sum(increase({click}[$__range]))", "")], decimals=0),
+            stat(
+                "How many of them were clicked?",
+                [(f"sum(increase({click}[$__range]))", "")],
+                decimals=0,
+            ),
             6,
             5,
         ),
         grid.place(
             stat(
-                "Click-through (time range)",
+                "What share of what we showed was clicked?",
                 [
                     (
                         f"sum(increase({click}[$__range])) / "
@@ -856,7 +1076,7 @@ def business() -> dict:
         ),
         grid.place(
             stat(
-                "Predictions (time range)",
+                "How many predictions did the models make?",
                 [("sum(increase(predictions_total[$__range]))", "")],
                 decimals=0,
             ),
@@ -865,26 +1085,46 @@ def business() -> dict:
         ),
         grid.place(
             timeseries(
-                "Predictions per hour by model",
+                "When do people ask for recommendations (per hour, by model)?",
                 [("sum by (model_type) (increase(predictions_total[1h]))", "{{model_type}}")],
             ),
             24,
             8,
         ),
     ]
-    panels.append(grid.row("Coverage, long tail and diversity (evaluation report)"))
+    panels.append(
+        grid.row("Coverage and long tail: what is served (live) next to the offline figures")
+    )
     panels += [
         grid.place(
-            bars(
-                "Catalogue coverage by model and k", [("catalog_coverage", "{{model_type}} @{{k}}")]
+            timeseries(
+                "How much of the catalogue do we really show?",
+                [
+                    (f"served_catalog_coverage{{{BY_MODEL}}}", "served {{model_type}}"),
+                    (f'catalog_coverage{{{BY_MODEL}, k="10"}}', "offline @10 {{model_type}}"),
+                ],
+                unit="percentunit",
+                description="Served: share of the catalogue among the latest 10,000 films shown "
+                "(impressions). Offline: share recommended in some test user's top 10.",
             ),
+            12,
             8,
-            9,
+        ),
+        grid.place(
+            timeseries(
+                "Do we show long-tail films, or only the most-rated ones?",
+                [(f"served_long_tail_share{{{BY_MODEL}}}", "served {{model_type}}")],
+                unit="percentunit",
+                description="Share of the films shown that lie outside the most-rated fifth of "
+                "the catalogue (training popularity). Offline counterpart: novelty, beside.",
+            ),
+            12,
+            8,
         ),
         grid.place(
             bars(
-                "Novelty (long tail) by model and k",
-                [("recommendation_novelty", "{{model_type}} @{{k}}")],
+                "Offline: how obscure are each model's lists (novelty @k)?",
+                [(f"recommendation_novelty{{{BY_MODEL}}}", "{{model_type}} @{{k}}")],
                 unit="short",
                 maximum=None,
             ),
@@ -893,32 +1133,48 @@ def business() -> dict:
         ),
         grid.place(
             bars(
-                "Genre diversity by model and k",
-                [("recommendation_diversity", "{{model_type}} @{{k}}")],
+                "Offline: how much of the catalogue could each model recommend (coverage @k)?",
+                [(f"catalog_coverage{{{BY_MODEL}}}", "{{model_type}} @{{k}}")],
             ),
             8,
             9,
         ),
         grid.place(
             bars(
-                "Simulated click-through and conversion @10",
+                "Offline: how varied are the lists (genre diversity @k)?",
+                [(f"recommendation_diversity{{{BY_MODEL}}}", "{{model_type}} @{{k}}")],
+            ),
+            8,
+            9,
+        ),
+        grid.place(
+            bars(
+                "Offline: would simulated users click, and love what they clicked (@10)?",
                 [
-                    ('offline_click_through{k="10"}', "click-through {{model_type}}"),
-                    ('offline_conversion{k="10"}', "conversion {{model_type}}"),
+                    (
+                        f'offline_click_through{{{BY_MODEL}, k="10"}}',
+                        "click-through {{model_type}}",
+                    ),
+                    (f'offline_conversion{{{BY_MODEL}, k="10"}}', "conversion {{model_type}}"),
                 ],
             ),
             12,
             8,
         ),
         grid.place(
-            bars("Hit rate@k by model", [("hit_rate_at_k", "{{model_type}} @{{k}}")]), 12, 8
+            bars(
+                "Offline: how often does a list hold a film the user rated next (hit rate @k)?",
+                [(f"hit_rate_at_k{{{BY_MODEL}}}", "{{model_type}} @{{k}}")],
+            ),
+            12,
+            8,
         ),
         grid.place(
             timeseries(
-                "Popularity of what users rate (drift, PSI)",
+                "Are users rating more obscure (or more popular) films than the training data?",
                 [('feature_drift_score{feature="item_popularity", statistic="psi"}', "PSI")],
-                description="Users rating more obscure (or only blockbuster) films than the "
-                "training data: coverage of the catalogue changes with it.",
+                description="Popularity drift of the films in requests: coverage of the "
+                "catalogue changes with it.",
             ),
             24,
             7,
@@ -927,7 +1183,7 @@ def business() -> dict:
     return dashboard(
         "movierec-business",
         "MovieRec / Business and coverage",
-        "Volume, click-through, catalogue coverage, long tail and diversity.",
+        "Volume, click-through, served and offline coverage, long tail and diversity.",
         panels,
     )
 
@@ -938,14 +1194,43 @@ DASHBOARDS = {
     "user_behaviour_ab.json": user_behaviour,
     "business_coverage.json": business,
 }
+# docs/operations.md lists every dashboard's panels between these markers (kept by --check).
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+DOCS_START = "<!-- dashboard panels: generated by docker/grafana/generate_dashboards.py -->"
+DOCS_END = "<!-- end of dashboard panels -->"
 
 
 def render() -> dict[str, str]:
     return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
 
 
+def panel_list(rendered: dict[str, str]) -> str:
+    """Markdown: per dashboard, its rows and the question each panel answers."""
+    lines = []
+    for name, text in rendered.items():
+        board = json.loads(text)
+        lines += ["", f"**{board['title']}** (`{name}`): {board['description']}", ""]
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                lines.append(f"- *{panel['title']}*")
+            else:
+                gpu = " (GPU only)" if panel["title"] in GPU_PANELS else ""
+                lines.append(f"  - {panel['title']}{gpu}")
+    return "\n".join(lines) + "\n"
+
+
+def with_panel_list(docs: str, listing: str) -> str:
+    if DOCS_START not in docs or DOCS_END not in docs:
+        raise SystemExit(f"{DOCS}: the markers {DOCS_START!r} ... {DOCS_END!r} are missing")
+    before, rest = docs.split(DOCS_START, 1)
+    _, after = rest.split(DOCS_END, 1)
+    return f"{before}{DOCS_START}\n{listing}\n{DOCS_END}{after}"
+
+
 def main(argv: list[str]) -> int:
     rendered = render()
+    docs = DOCS.read_text(encoding="utf-8")
+    documented = with_panel_list(docs, panel_list(rendered))
     if "--check" in argv:
         stale = [
             name
@@ -955,11 +1240,15 @@ def main(argv: list[str]) -> int:
         ]
         for name in stale:
             print(f"{DASHBOARD_DIR / name} is stale: run {Path(__file__).name}", file=sys.stderr)
-        return 1 if stale else 0
+        if documented != docs:
+            print(f"{DOCS}: the panel list is stale: run {Path(__file__).name}", file=sys.stderr)
+        return 1 if stale or documented != docs else 0
     DASHBOARD_DIR.mkdir(parents=True, exist_ok=True)
     for name, text in rendered.items():
         (DASHBOARD_DIR / name).write_text(text, encoding="utf-8")
         print(DASHBOARD_DIR / name)
+    DOCS.write_text(documented, encoding="utf-8")
+    print(DOCS)
     return 0
 
 
