@@ -148,6 +148,7 @@ def by_name(report: drift.DriftReport) -> dict[str, drift.Comparison]:
 def test_unshifted_traffic_shows_no_drift(prepared, reference):
     report = drift.compare_requests(reference, unshifted_traffic(prepared))
     assert not report.drifted, report.to_text()
+    assert report.recommendation()["retrain"] is False and "retrain" not in report.to_text()
     for comparison in report.comparisons:
         assert comparison.psi < 0.1, comparison
 
@@ -160,6 +161,9 @@ def test_shifted_traffic_is_detected(prepared, reference):
         assert found[name].drifted, found[name]
         assert found[name].psi > drift.PSI_DRIFT_THRESHOLD
     assert "DRIFT DETECTED" in report.to_text()
+    recommendation = report.recommendation()  # a tripped threshold recommends a retrain
+    assert recommendation["retrain"] and "prediction sae" in recommendation["because"]
+    assert "recommendation: retrain (movierec retrain)" in report.to_text()
 
 
 def test_a_model_without_reference_is_reported_not_flagged(prepared, reference):
@@ -249,6 +253,7 @@ def test_cli_reports_a_calm_range_and_a_shifted_range(logged_day):
     report = json.loads(shifted.output)
     assert report["n_requests"] == N_REQUESTS and report["drifted"] is True
     assert {c["name"] for c in report["comparisons"] if c["drifted"]} >= {"profile_size", "sae"}
+    assert report["recommendation"]["retrain"] is True
 
 
 def test_cli_errors_are_clear(logged_day, tmp_path):

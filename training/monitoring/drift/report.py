@@ -1,5 +1,7 @@
 """A batch of logged requests against the reference: every feature and every model's scores
-compared (PSI, KS), as a ``DriftReport`` printed as text or JSON."""
+compared (PSI, KS), as a ``DriftReport`` printed as text or JSON. When a threshold trips, the
+report recommends a retrain (``movierec retrain``, docs/lifecycle.md): the models learned from a
+distribution the traffic has left."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from training.monitoring.drift.statistics import (
     Comparison,
     compare_values,
 )
+
+RETRAIN_COMMAND = "movierec retrain"
 
 
 def feature_values(
@@ -42,6 +46,15 @@ class DriftReport:
     def drifted(self) -> bool:
         return any(c.drifted for c in self.comparisons)
 
+    @property
+    def retrain_because(self) -> list[str]:
+        """What tripped a threshold, as "scope name" (empty: no retrain recommended)."""
+        return [f"{c.scope} {c.name}" for c in self.comparisons if c.drifted]
+
+    def recommendation(self) -> dict[str, Any]:
+        because = self.retrain_because
+        return {"retrain": bool(because), "because": because, "command": RETRAIN_COMMAND}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_requests": self.n_requests,
@@ -54,6 +67,7 @@ class DriftReport:
                 "ks_max_p_value": KS_MAX_P_VALUE,
             },
             "comparisons": [asdict(c) for c in self.comparisons],
+            "recommendation": self.recommendation(),
         }
 
     def to_text(self) -> str:
@@ -74,6 +88,11 @@ class DriftReport:
                 f"{fmt(c.ks_statistic, '.4f'):>8}{fmt(c.ks_pvalue, '.2e'):>10}  {verdict}"
             )
         lines.append("DRIFT DETECTED" if self.drifted else "no drift detected")
+        if self.retrain_because:
+            lines.append(
+                f"recommendation: retrain ({RETRAIN_COMMAND}): drift in "
+                + ", ".join(self.retrain_because)
+            )
         return "\n".join(lines)
 
 
