@@ -169,17 +169,26 @@ OTHER_VARIABLES = {
     "MOVIEREC_LOG_FORMAT": ("`json`", "`text` prints plain lines on stderr"),
     "MLFLOW_TRACKING_URI": (
         "unset",
-        "the MLflow server runs go to; unset: DagsHub when both `DAGSHUB_REPO_*` are set, "
-        "otherwise the embedded `mlflow.db` + `mlruns/`",
+        "the MLflow server runs go to (`make up` sets it to its server on `MLFLOW_PORT`); "
+        "unset: DagsHub when both `DAGSHUB_REPO_*` are set, otherwise the embedded `mlflow.db` "
+        "+ `mlruns/`",
     ),
     "DAGSHUB_REPO_OWNER": ("unset", "with `DAGSHUB_REPO_NAME`: log to that repository's MLflow"),
     "DAGSHUB_REPO_NAME": ("unset", "see `DAGSHUB_REPO_OWNER`"),
-    "DAGSHUB_USER_TOKEN": ("unset", "DagsHub token (MLflow password, DVC remote)"),
-    "MLFLOW_TRACKING_USERNAME": (
-        "`DAGSHUB_REPO_OWNER`",
-        "set from the DagsHub variables when they select DagsHub (unless already set)",
+    "DAGSHUB_USER_TOKEN": (
+        "unset",
+        "DagsHub token (required with the two above; MLflow password, DVC remote); "
+        "`dagshub.init` checks it",
     ),
-    "MLFLOW_TRACKING_PASSWORD": ("`DAGSHUB_USER_TOKEN`", "likewise"),
+    "DAGSHUB_CLIENT_HOST": (
+        "`https://dagshub.com`",
+        "read by the `dagshub` library: a self-hosted DagsHub (the tests: a loopback stand-in)",
+    ),
+    "MLFLOW_TRACKING_USERNAME": (
+        "unset",
+        "set by `dagshub.init` when DagsHub is selected: the token's DagsHub user",
+    ),
+    "MLFLOW_TRACKING_PASSWORD": ("unset", "set by `dagshub.init`: the token"),
     "MLFLOW_DISABLE_TELEMETRY": ("`true`", "set by the project (telemetry off)"),
     "DVC_NO_ANALYTICS": ("`1`", "set by the project (analytics off)"),
     "DO_NOT_TRACK": ("`1`", "set by the project"),
@@ -210,6 +219,8 @@ MAKE_VARIABLE_NOTES = {
     "WEB_PORT": "port of `make web` / `make up`",
     "MODEL": "`make tune`: the model to tune",
     "TRIALS": "`make tune`: Optuna trials",
+    "MLFLOW_PORT": "port of the MLflow tracking server `make mlflow` / `make up` start "
+    "(127.0.0.1); `make up` sets `MLFLOW_TRACKING_URI` to it unless DagsHub is configured",
     "MOVIELENS_MIRROR": "see above",
 }
 # docker/.env (from docker/.env.example) fills docker-compose.yml: what each variable is for,

@@ -159,6 +159,7 @@ _SERVE = {
     "torchserve": ("training.serving.torchserve_server", "serve_torchserve_command"),
     "triton": ("training.serving.triton_server", "serve_triton_command"),
     "web": ("web.server", "serve_web_command"),
+    "mlflow": ("training.serving.mlflow_server", "serve_mlflow_command"),
     "stop": ("training.serving.processes", "stop_command"),
 }
 _RELEASE = {

@@ -191,6 +191,7 @@ def _log_run_outputs(
     import mlflow
 
     from training.registry import register_model
+    from training.tracking import log_model_description
 
     mlflow.log_metrics(
         {
@@ -208,6 +209,7 @@ def _log_run_outputs(
         summary.write_text(json.dumps(history.to_dict(), indent=1), encoding="utf-8")
         mlflow.log_artifact(str(summary))
     mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
+    log_model_description(recommender.name, recommender.model, history)
     register_model(recommender, params, test_metrics)
 
 

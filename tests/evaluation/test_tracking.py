@@ -1,15 +1,19 @@
-"""MLflow wiring: where runs go (no network, no dagshub.init) and what a training run logs."""
+"""MLflow wiring: where runs go (DagsHub through dagshub.init, offline against a loopback stand-in
+of its API) and what a training run logs."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from training.config import Paths
-from training.tracking import resolve_tracking
+from tests.evaluation.dagshub_api import DagshubStandIn
+from training.config import ConfigError, Paths
+from training.tracking import resolve_tracking, tracking_kind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACKED_EPOCHS = 3  # below the early-stopping patience, so the run logs exactly this many steps
@@ -31,12 +35,20 @@ def test_mlflow_tracking_uri_wins(tmp_path):
     )
 
 
-def test_dagshub_variables_give_the_dagshub_mlflow_uri(tmp_path):
-    target = resolve_tracking(
-        Paths(tmp_path), {"DAGSHUB_REPO_OWNER": "alice", "DAGSHUB_REPO_NAME": "movierec"}
-    )
-    assert target.kind == "dagshub"
-    assert target.tracking_uri == "https://dagshub.com/alice/movierec.mlflow"
+def test_dagshub_variables_select_dagshub_unless_a_uri_is_set():
+    dagshub = {"DAGSHUB_REPO_OWNER": "alice", "DAGSHUB_REPO_NAME": "movierec"}
+    assert tracking_kind(dagshub) == "dagshub"
+    assert tracking_kind({**dagshub, "MLFLOW_TRACKING_URI": "http://127.0.0.1:5001"}) == "env"
+    assert tracking_kind({"DAGSHUB_REPO_OWNER": "alice"}) == "local"
+
+
+def test_dagshub_without_a_token_fails_clearly_before_any_request(monkeypatch):
+    monkeypatch.setenv("DAGSHUB_REPO_OWNER", "alice")
+    monkeypatch.setenv("DAGSHUB_REPO_NAME", "movierec")
+    monkeypatch.delenv("DAGSHUB_USER_TOKEN", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ConfigError, match="DAGSHUB_USER_TOKEN is not set"):
+        resolve_tracking()
 
 
 def test_half_the_dagshub_variables_fall_back_to_the_local_store(tmp_path):
@@ -70,6 +82,56 @@ def test_importing_the_training_modules_neither_imports_dagshub_nor_calls_it():
         "sys.exit('dagshub' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+
+
+OFFLINE_RESOLVE = """
+import json, os, socket, sys
+
+def loopback_only(event, args):
+    # dagshub's own code runs for real; any attempt to leave the machine fails the test.
+    if event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost"):
+        raise RuntimeError(f"network access attempted: {args[0]}")
+    if event == "socket.connect" and isinstance(args[1], tuple) and args[1][0] != "127.0.0.1":
+        raise RuntimeError(f"network access attempted: {args[1]}")
+
+sys.addaudithook(loopback_only)
+from training.tracking import resolve_tracking
+target = resolve_tracking()
+print(json.dumps({"kind": target.kind, "uri": target.tracking_uri,
+                  "user": os.environ["MLFLOW_TRACKING_USERNAME"],
+                  "password": os.environ["MLFLOW_TRACKING_PASSWORD"]}))
+"""
+
+
+def test_dagshub_init_sets_the_mlflow_uri_and_credentials_offline(tmp_path):
+    """The real ``dagshub.init`` against a loopback stand-in of DagsHub's API (its host is
+    dagshub's own DAGSHUB_CLIENT_HOST): the URI and credentials MLflow gets, and the requests
+    DagsHub saw (the token checked, the repository looked up)."""
+    with DagshubStandIn(owner="alice", repo="movierec", login="alice-bot", token="t0ken") as api:
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),  # dagshub's token cache and config stay in tmp
+            "DAGSHUB_CLIENT_TOKENS_CACHE": str(tmp_path / "tokens"),
+            "DAGSHUB_CLIENT_HOST": api.url,
+            "DAGSHUB_REPO_OWNER": "alice",
+            "DAGSHUB_REPO_NAME": "movierec",
+            "DAGSHUB_USER_TOKEN": "t0ken",
+            "MOVIEREC_LOG_FILES": "0",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", OFFLINE_RESOLVE],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "kind": "dagshub",
+        "uri": f"{api.url}/alice/movierec.mlflow",
+        "user": "alice-bot",
+        "password": "t0ken",
+    }
+    assert ("/api/v1/user", "Bearer t0ken") in api.requests
+    assert any(path == "/api/v1/repos/alice/movierec" for path, _ in api.requests)
 
 
 @pytest.mark.slow

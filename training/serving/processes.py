@@ -1,9 +1,9 @@
 """Starting and stopping local servers: free ports, pid files, readiness polls, clean shutdown.
 
-Generic on purpose (TorchServe, Triton and the web app all use it): a server module starts its
-process, records it with ``write_pid(name, pid)`` under ``<root>/.run/`` and polls ``wait_http``;
-``movierec serve stop`` reads those pid files and waits until every process (and its children,
-e.g. TorchServe's Java frontend and Python workers) has really exited.
+Generic on purpose (TorchServe, Triton, the web app and MLflow all use it): a server module
+starts its process, records it with ``write_pid(name, pid)`` under ``<root>/.run/`` and polls
+``wait_http``; ``movierec serve stop`` reads those pid files and waits until every process (and
+its children, e.g. TorchServe's Java frontend and Python workers) has really exited.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_S = 0.25
 HTTP_PROBE_TIMEOUT_S = 2.0
 TERMINATE_TIMEOUT_S = 30.0
-# What `movierec serve stop --what all` stops, in this order (clients before servers).
-SERVICES = ("web", "triton", "torchserve")
+# What `movierec serve stop --what all` stops, in this order (clients before servers; MLflow
+# last, as training or a web worker may still be logging to it).
+SERVICES = ("web", "triton", "torchserve", "mlflow")
 
 
 class ServiceUnavailableError(DataUnavailableError):
