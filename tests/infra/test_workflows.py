@@ -169,12 +169,25 @@ def test_cd_pushes_images_on_main_and_tags():
     assert "ghcr.io" in workflow["env"]["REGISTRY"]
 
 
-def test_model_training_retrains_registers_and_opens_a_pull_request():
+def test_model_training_retrains_through_the_gate_and_releases_promotions():
     workflow = _load("model-training.yml")
     assert workflow["on"]["schedule"] and "workflow_dispatch" in workflow["on"]
+    assert {"app-ratings", "drift"} <= set(workflow["on"]["repository_dispatch"]["types"])
     run = _run_text(workflow)
-    for command in ("dvc pull", "dvc repro", "dvc metrics diff main", "dvc push"):
+    for command in (
+        "dvc pull",
+        "movierec data snapshot-app",
+        "movierec retrain",
+        "movierec export torchserve --from-registry",
+        "movierec release torchserve",
+        "dvc push",
+    ):
         assert command in run, command
+    steps = {step.get("id"): step for step in _steps(workflow)}
+    # Scheduled runs retrain only on new app data; releases follow a promotion only.
+    assert "steps.snapshot.outputs.changed" in steps["retrain"]["if"]
+    release = next(step for step in _steps(workflow) if "movierec release" in step.get("run", ""))
+    assert "steps.retrain.outputs.promoted" in release["if"]
     # MLflow goes to DagsHub through dagshub.init (training/tracking.py), not a hand-built URI.
     assert {"DAGSHUB_REPO_OWNER", "DAGSHUB_REPO_NAME"} <= workflow["env"].keys()
     assert "DAGSHUB_USER_TOKEN" in workflow["jobs"]["train"]["env"]
