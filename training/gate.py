@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from handlers import contract
 from training.config import GateParams
 
 RMSE = "rmse"
@@ -41,12 +42,12 @@ class GateDecision:
 
 
 def criteria(model: str, gate: GateParams) -> tuple[Criterion, ...]:
-    if model == "sae":
+    if model == contract.SAE:
         return (
             Criterion(RMSE, False, gate.sae.rmse_tolerance),
             Criterion(SERVED_NDCG, True, gate.sae.ndcg_tolerance),
         )
-    if model == "rbm":
+    if model == contract.RBM:
         return (Criterion(NDCG, True, gate.rbm.ndcg_tolerance),)
     raise KeyError(f"no gate is defined for {model!r}")
 

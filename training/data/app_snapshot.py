@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import typer
 
+from handlers import contract
 from training.config import Paths, get_logger
 from training.data import encoding
 from training.data.ingest import DataUnavailableError
@@ -45,7 +46,8 @@ log = get_logger("data")
 SNAPSHOT_SUFFIX = "-app"
 USERS_TABLE = "users"
 RATINGS_TABLE = "ratings"
-MIN_STARS, MAX_STARS = 1, 5
+# The stars the app accepts (and MovieLens holds): whole numbers in the contract's range.
+MIN_STARS, MAX_STARS = int(contract.MIN_RATING), int(contract.MAX_RATING)
 SNAPSHOT_KEY = "app_snapshot"  # the metadata section a snapshot adds
 
 
