@@ -164,6 +164,7 @@ _SERVE = {
 }
 _RELEASE = {
     "torchserve": ("training.serving.release.commands", "release_torchserve_command"),
+    "triton": ("training.serving.release.commands", "release_triton_command"),
     "promote": ("training.serving.release.commands", "promote_command"),
     "rollback": ("training.serving.release.commands", "rollback_command"),
     "status": ("training.serving.release.commands", "status_command"),

@@ -234,6 +234,10 @@ def start_triton(
         f"--metrics-address={LOOPBACK}",
         f"--metrics-port={metrics_port}",
         "--disable-auto-complete-config",  # the committed configs are complete: no guessing
+        # Explicit model control: `movierec release triton` loads a new version folder through
+        # the repository API (POST /v2/repository/models/<model>/load) while the others serve.
+        "--model-control-mode=explicit",
+        "--load-model=*",
         "--strict-readiness=true",
         f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
     ]

@@ -96,6 +96,22 @@ def probe_body(mar: Path) -> dict[str, object]:
     return {"ratings": liked, "k": PROBE_K}
 
 
+def _keep_control(store: ModelStore, model: str, current: VersionState) -> Path | None:
+    """Every version keeps its own archive, so a rollback can register it again. None when the
+    served version's archive is gone (``export --from-registry`` overwrote ``<model>.mar``)."""
+    kept = store.versioned(model, current.version)
+    registered = store.root / current.archive
+    if registered.is_file() and archive_version(registered) == current.version:
+        return store.keep(registered, kept)
+    if kept.is_file():
+        return kept
+    log.warning(
+        "%s %s: no archive of it is left in %s; a finished release cannot be rolled back",
+        model, current.version, store.root,
+    )  # fmt: skip
+    return None
+
+
 def _wait(
     client: TorchServeManagement, model: str, version: str, until: str, timeout_s: float
 ) -> VersionState:
@@ -213,10 +229,7 @@ def release(
             f"{model}: version(s) {others} registered beside {current.version} (a canary?); "
             "`movierec release promote` or `rollback` first"
         )
-    # Every version keeps its own archive, so a rollback can register it again.
-    control_archive = store.keep(
-        store.root / current.archive, store.versioned(model, current.version)
-    )
+    control_archive = _keep_control(store, model, current)
     candidate_archive = store.keep(mar, store.versioned(model, candidate))
     _register(client, candidate_archive, model, candidate, ready_timeout_s)
     state = Release(
@@ -226,7 +239,7 @@ def release(
         control=current.version,
         candidate=candidate,
         percent=canary_percent or 100,
-        control_archive=control_archive.name,
+        control_archive=control_archive.name if control_archive else "",
         candidate_archive=candidate_archive.name,
         started_at=now_iso(),
     )
@@ -271,6 +284,8 @@ def rollback(
         drain(client, model, state.candidate, quiet_s)
         client.unregister_version(model, state.candidate)
     elif state.phase == "released":
+        if not state.control_archive:
+            raise ConfigError(f"{model} {state.control}: no archive of it was kept to roll back to")
         _register(client, store.root / state.control_archive, model, state.control, ready_timeout_s)
         _swap_default(client, undone, state.control, state.candidate, state_dir, quiet_s)
         store.keep(store.root / state.control_archive, store.served(model))
