@@ -1,18 +1,17 @@
 #!/bin/sh
-# Entrypoint of the web image: pick up TorchServe's inference key, then run the command.
+# Entrypoint of the web image: check TorchServe's key file is there, then run the command.
 #
 # TorchServe generates its keys at start and writes them to key_file.json (mode 0600) in its
 # working directory; compose and Kubernetes share that directory with this container as a
-# volume. An explicit TORCHSERVE_TOKEN always wins.
+# volume. The app reads the inference key from TORCHSERVE_KEY_FILE itself, and reads it again
+# whenever TorchServe refuses the key: keys expire (token_expiration_min), and the compose
+# stack's torchserve-keys service renews them into the same file. Reading the key once here
+# would fail every recommendation an hour after start.
 set -eu
 
-if [ -z "${TORCHSERVE_TOKEN:-}" ] && [ -n "${TORCHSERVE_KEY_FILE:-}" ]; then
-    if [ ! -r "${TORCHSERVE_KEY_FILE}" ]; then
-        echo "error: TORCHSERVE_KEY_FILE=${TORCHSERVE_KEY_FILE} is not readable" >&2
-        exit 1
-    fi
-    TORCHSERVE_TOKEN=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["inference"]["key"])' "${TORCHSERVE_KEY_FILE}")
-    export TORCHSERVE_TOKEN
+if [ -n "${TORCHSERVE_KEY_FILE:-}" ] && [ ! -r "${TORCHSERVE_KEY_FILE}" ]; then
+    echo "error: TORCHSERVE_KEY_FILE=${TORCHSERVE_KEY_FILE} is not readable" >&2
+    exit 1
 fi
 
 # Several gunicorn workers write their metrics into PROMETHEUS_MULTIPROC_DIR and /metrics sums

@@ -41,6 +41,8 @@ ENV_VARS = {
     "MODEL_BACKEND": "model_backend",
     "TORCHSERVE_URL": "torchserve_url",
     "TORCHSERVE_TOKEN": "torchserve_token",
+    "TORCHSERVE_KEY_FILE": "torchserve_key_file",
+    "TORCHSERVE_MANAGEMENT_URL": "torchserve_management_url",
     "TRITON_GRPC_URL": "triton_grpc_url",
     "MODEL_TIMEOUT_S": "model_timeout_s",
     "MODEL_CHECKPOINTS": "checkpoints_dir",
@@ -82,6 +84,10 @@ class WebSettings(BaseModel):
     model_backend: Literal["torchserve", "triton", "inprocess"] = "torchserve"
     torchserve_url: str = "http://127.0.0.1:8080"
     torchserve_token: str | None = None
+    # TorchServe's key_file.json: keys expire, so the app reads the current inference key from it
+    # (and, given the management URL, renews an expired one with the file's API key).
+    torchserve_key_file: Path | None = None
+    torchserve_management_url: str | None = None
     triton_grpc_url: str = "127.0.0.1:8001"
     model_timeout_s: float = Field(2.0, gt=0, le=60)
     # Where the drift reference lives (data/checkpoints/drift_reference.json).

@@ -11,6 +11,7 @@ With token authorization on (prod config), pass the keys from ``read_key_file``.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from requests.adapters import HTTPAdapter
 DEFAULT_TIMEOUT_S = 10.0
 MANAGEMENT_TIMEOUT_S = 120.0  # synchronous register/scale waits for workers to start
 JSON_HEADERS = {"Content-Type": "application/json"}
+# TorchServe 0.12 answers a wrong or expired key with HTTP 400 (not 401) and this error type.
+REJECTED_KEY = "InvalidKeyException"
+REJECTED_KEY_STATUSES = (400, 401)
 GRPC_BODY_KEY = "body"  # the input name the handlers read the JSON body from
 POOL_CONNECTIONS = 32  # keep-alive connections per host (the web app's threads share them)
 
@@ -53,6 +57,57 @@ def read_key_file(path: Path | str) -> dict[str, str]:
     return {name.lower(): raw[name]["key"] for name in ("inference", "management", "API")}
 
 
+def key_rejected(response: requests.Response) -> bool:
+    """TorchServe refused the request's key (wrong or expired: ``token_expiration_min``)."""
+    return response.status_code in REJECTED_KEY_STATUSES and REJECTED_KEY in response.text
+
+
+class InferenceKey:
+    """The inference key a client sends, kept fresh: TorchServe's keys expire
+    (``token_expiration_min``, 60 in the production config), so when TorchServe refuses the key
+    ``refresh`` takes the key file's current one (renewed by whoever holds the API key: another
+    worker, the compose stack's key renewer) or, given the management URL, renews it with the API
+    key itself. A fixed ``key`` and no file: nothing to refresh (the request fails as before)."""
+
+    def __init__(
+        self,
+        key: str | None = None,
+        key_file: Path | str | None = None,
+        management_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.key_file = Path(key_file) if key_file else None
+        self.management_url = (management_url or "").rstrip("/")
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        if key is None and self.key_file is not None:
+            key = read_key_file(self.key_file)["inference"]
+        self._key = key
+
+    @property
+    def current(self) -> str | None:
+        return self._key
+
+    def refresh(self, refused: str | None) -> bool:
+        """After TorchServe refused ``refused``: True when a different key is now current."""
+        with self._lock:
+            if self._key != refused:  # another thread refreshed it meanwhile
+                return True
+            if self.key_file is None:
+                return False
+            keys = read_key_file(self.key_file)
+            if keys["inference"] == refused and self.management_url:
+                # Renewing talks to the management API only: no inference URL needed.
+                renewer = TorchServeClient("", self.management_url, timeout=self.timeout)
+                try:
+                    renewer.renew_key(keys["api"], "inference")
+                finally:
+                    renewer.close()
+                keys = read_key_file(self.key_file)
+            self._key = keys["inference"]
+            return self._key != refused
+
+
 def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -63,7 +118,7 @@ class TorchServeClient:
         inference_url: str,
         management_url: str | None = None,
         metrics_url: str | None = None,
-        inference_token: str | None = None,
+        inference_token: str | InferenceKey | None = None,
         management_token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         pool_connections: int = POOL_CONNECTIONS,
@@ -76,7 +131,11 @@ class TorchServeClient:
         adapter = HTTPAdapter(pool_connections=pool_connections, pool_maxsize=pool_connections)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._inference_auth = _bearer(inference_token)
+        self._inference_key = (
+            inference_token
+            if isinstance(inference_token, InferenceKey)
+            else InferenceKey(inference_token)
+        )
         self._management_auth = _bearer(management_token)
 
     # -- inference -------------------------------------------------------------------------------
@@ -99,12 +158,18 @@ class TorchServeClient:
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """The raw response (any status): for callers that inspect errors themselves.
-        ``headers`` are sent besides the content type and the token (e.g. X-Request-ID)."""
-        headers = {**(headers or {}), **self._inference_auth}
+        ``headers`` are sent besides the content type and the token (e.g. X-Request-ID). A
+        refused (expired) key is refreshed once and the request sent again."""
+        sent = {**(headers or {})}
         if content_type is not None:
-            headers["Content-Type"] = content_type
-        return self._request("POST", f"{self.inference_url}/predictions/{model}", data=data,
-                             headers=headers)  # fmt: skip
+            sent["Content-Type"] = content_type
+        url = f"{self.inference_url}/predictions/{model}"
+        key = self._inference_key.current
+        response = self._request("POST", url, data=data, headers={**sent, **_bearer(key)})
+        if key_rejected(response) and self._inference_key.refresh(key):
+            key = self._inference_key.current
+            response = self._request("POST", url, data=data, headers={**sent, **_bearer(key)})
+        return response
 
     def ping(self) -> dict[str, Any]:
         return self._json(self._request("GET", f"{self.inference_url}/ping"))

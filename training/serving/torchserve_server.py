@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -143,8 +144,12 @@ def start_torchserve(
     models: tuple[str, ...] = MODELS,
     host: str = processes.LOOPBACK,
     timeout: float = READY_TIMEOUT_S,
+    overrides: Mapping[str, str] | None = None,
 ) -> TorchServe:
-    """Start TorchServe in the background and return once ``models`` have READY workers."""
+    """Start TorchServe in the background and return once ``models`` have READY workers.
+
+    ``overrides`` are properties appended to the rendered config (the last value of a key wins),
+    e.g. a short ``token_expiration_min`` for a test."""
     model_store = Path(model_store).resolve()
     missing = [name for name in models if not (model_store / f"{name}.mar").is_file()]
     if missing:
@@ -158,7 +163,8 @@ def start_torchserve(
     (home / "tmp" / PID_FILE).unlink(missing_ok=True)
     ports = ports or Ports()
     config_file = home / "config.properties"
-    config_file.write_text(render_config(config, ports, model_store, models, host))
+    extra = "".join(f"\n{key}={value}" for key, value in (overrides or {}).items())
+    config_file.write_text(render_config(config, ports, model_store, models, host) + extra + "\n")
     command = [
         _launcher(), "--start", "--ncs",
         "--ts-config", str(config_file),
@@ -225,18 +231,46 @@ def has_ready_workers(response: requests.Response) -> bool:
     return bool(workers) and all(w.get("status") == READY for w in workers)
 
 
+class _KeyRejected(Exception):
+    """The management key was refused (expired): renew it and poll on."""
+
+
+def _ready_unless_key_rejected(response: requests.Response) -> bool:
+    from training.serving.torchserve_client import key_rejected
+
+    if key_rejected(response):
+        raise _KeyRejected
+    return has_ready_workers(response)
+
+
+def renew_management_key(server: TorchServe) -> None:
+    """A new management key in the key file (the old one expired), asked with the API key."""
+    from training.serving.torchserve_client import TorchServeClient, read_key_file
+
+    client = TorchServeClient(server.inference_url, server.management_url)
+    try:
+        client.renew_key(read_key_file(server.key_file)["api"], "management")
+    finally:
+        client.close()
+
+
 def wait_ready(server: TorchServe, timeout: float = READY_TIMEOUT_S) -> None:
     process = psutil.Process(server.pid)
-    headers = management_headers(server)
     deadline = time.monotonic() + timeout
     for name in server.models:
-        processes.wait_http(
-            f"{server.management_url}/models/{name}",
-            max(deadline - time.monotonic(), 1.0),
-            has_ready_workers,
-            process=process,
-            headers=headers,
-        )
+        while True:
+            try:
+                processes.wait_http(
+                    f"{server.management_url}/models/{name}",
+                    max(deadline - time.monotonic(), 1.0),
+                    _ready_unless_key_rejected,
+                    process=process,
+                    headers=management_headers(server),
+                )
+                break
+            except _KeyRejected:
+                # Keys expire (token_expiration_min), possibly before slow workers are up.
+                renew_management_key(server)
     log.info("TorchServe ready at %s: %s", server.inference_url, ", ".join(server.models))
 
 

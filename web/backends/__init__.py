@@ -31,7 +31,11 @@ def make_backend(settings: WebSettings) -> ModelBackend:
         from web.backends.torchserve import TorchServeBackend
 
         return TorchServeBackend(
-            settings.torchserve_url, settings.model_timeout_s, settings.torchserve_token
+            settings.torchserve_url,
+            settings.model_timeout_s,
+            settings.torchserve_token,
+            settings.torchserve_key_file,
+            settings.torchserve_management_url,
         )
     if settings.model_backend == "triton":
         from web.backends.triton import TritonBackend

@@ -3,15 +3,23 @@
 The requests are ``training.serving.torchserve_client.TorchServeClient``'s (the project's one
 TorchServe HTTP client); this maps its answers onto the backend errors: no answer, a timeout or
 a 5xx (and 404, a model TorchServe does not serve) is BackendUnavailable, any other 4xx is
-BackendRejected with the server's message.
+BackendRejected with the server's message. An expired inference key is refreshed from
+TorchServe's key file (or renewed) and the request sent once more (``InferenceKey``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
 from training.monitoring.logging_config import REQUEST_ID_HEADER
-from training.serving.torchserve_client import TorchServeClient, TorchServeError
+from training.serving.torchserve_client import (
+    InferenceKey,
+    TorchServeClient,
+    TorchServeError,
+    key_rejected,
+)
 from web.backends.base import (
     BackendRejected,
     BackendUnavailable,
@@ -28,10 +36,21 @@ NOT_FOUND = 404
 class TorchServeBackend(ModelBackend):
     name = "torchserve"
 
-    def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        token: str | None = None,
+        key_file: Path | None = None,
+        management_url: str | None = None,
+    ) -> None:
+        """``token`` is a fixed inference key; ``key_file`` (TorchServe's key_file.json) is read
+        again whenever TorchServe refuses the key (they expire), and with ``management_url`` an
+        expired key is renewed with the file's API key (InferenceKey)."""
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._client = TorchServeClient(self.base_url, inference_token=token, timeout=timeout_s)
+        key = InferenceKey(token, key_file, management_url, timeout_s)
+        self._client = TorchServeClient(self.base_url, inference_token=key, timeout=timeout_s)
 
     def _post(self, model: str, body: dict, request_id: str, version: str | None = None) -> dict:
         path = model if version is None else f"{model}/{version}"
@@ -49,6 +68,11 @@ class TorchServeBackend(ModelBackend):
             raise BackendUnavailable(
                 f"TorchServe at {self.base_url} is unreachable ({cause})"
             ) from exc
+        if key_rejected(response):  # refreshed and still refused: the deployment's keys are wrong
+            raise BackendUnavailable(
+                f"TorchServe at {self.base_url} refused the inference key (expired or wrong; "
+                "TORCHSERVE_KEY_FILE is read again on every refusal)"
+            )
         if response.status_code in CLIENT_ERROR and response.status_code != 404:
             raise BackendRejected(_error_message(response), response.status_code)
         if response.status_code != 200:
