@@ -663,7 +663,9 @@ def system_health() -> dict:
                         "TorchServe {{ModelName}}: requests per forward pass",
                     ),
                     (
-                        ratio("nv_inference_request_success", "nv_inference_exec_count", "model"),
+                        # An ensemble (hybrid) executes nothing itself; idle models have no ratio.
+                        f"{rate_sum('nv_inference_request_success', 'model')} / "
+                        f"({rate_sum('nv_inference_exec_count', 'model')} > 0)",
                         "Triton {{model}}: requests per execution",
                     ),
                 ],

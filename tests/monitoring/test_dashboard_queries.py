@@ -18,6 +18,7 @@ import requests
 from werkzeug.serving import make_server
 
 from tests.fixtures.scripts import load_script
+from tests.fixtures.torchserve import TEST_BATCH_SIZE
 from tests.fixtures.web import TEST_API_KEY
 from tests.monitoring.prometheus_process import instant_query, running_prometheus
 from tests.monitoring.promql import (
@@ -194,6 +195,36 @@ def test_every_panel_shows_data_under_load(loaded_prometheus):
             empty.append(where)
     assert not invalid, f"panel queries Prometheus rejects: {invalid}"
     assert not empty, f"panels without any series after the load: {empty}"
+
+
+# The figures the load produced, within what their definitions allow (docs/operations.md).
+RANGES = {
+    "recommendation_accuracy": (0.0, 1.0),
+    "user_satisfaction_score": (1.0, 5.0),
+    "served_catalog_coverage": (0.0, 1.0),
+    "served_long_tail_share": (0.0, 1.0),
+    # Requests per forward pass / per execution: at least one, at most the batch size.
+    "sum by (ModelName) (model_batch_size_sum) / sum by (ModelName) (model_batch_size_count)": (
+        1.0,
+        float(TEST_BATCH_SIZE),
+    ),
+    # An ensemble executes nothing itself: the models with executions only.
+    "sum by (model) (nv_inference_request_success)"
+    " / (sum by (model) (nv_inference_exec_count) > 0)": (1.0, float("inf")),
+    "model_memory_usage_bytes": (1.0, float("inf")),
+    "db_query_duration_seconds_count": (1.0, float("inf")),
+}
+
+
+def test_the_figures_lie_in_their_ranges(loaded_prometheus):
+    outside = {}
+    for expr, (low, high) in RANGES.items():
+        result = instant_query(loaded_prometheus, expr)["data"]["result"]
+        assert result, expr
+        values = [float(series["value"][1]) for series in result]
+        if not all(low <= v <= high for v in values):
+            outside[expr] = values
+    assert not outside, outside
 
 
 def test_every_alert_and_recording_rule_evaluates(loaded_prometheus):
