@@ -8,7 +8,7 @@ no champion has nothing to serve): ``movierec retrain``'s gate (training/gate.py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -63,14 +63,21 @@ def register_model(
     with torch.no_grad():
         output = registered(example)
     name = registered_name(params, recommender.name)
-    info = mlflow.pytorch.log_model(
-        registered,
-        name="model",
-        signature=infer_signature(example.numpy(), output.numpy()),
-        input_example=example.numpy(),
-        pip_requirements=MLFLOW_MODEL_REQUIREMENTS,
-        registered_model_name=name,
-    )
+    logged: dict[str, Any] = {
+        "name": "model",
+        "signature": infer_signature(example.numpy(), output.numpy()),
+        "input_example": example.numpy(),
+        "pip_requirements": MLFLOW_MODEL_REQUIREMENTS,
+        "registered_model_name": name,
+    }
+    try:
+        info = mlflow.pytorch.log_model(registered, **logged)
+    except RuntimeError as exc:
+        # MLflow's default format is torch.export's, which cannot trace data-dependent control
+        # flow (a solver loop, say); the pickled module still records the model and its weights.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("%s: torch.export failed (%s); logging the module pickled", name, reason)
+        info = mlflow.pytorch.log_model(registered, serialization_format="pickle", **logged)
     recommender.model.to(recommender.device)
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
