@@ -63,7 +63,15 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         key_prefix=f"{settings.cache_prefix}limits",
         headers_enabled=True,
         strategy="moving-window",
+        # Redis down: the same limit per worker, in memory (Flask-Limiter logs one warning and
+        # tries Redis again with a backoff) rather than a 500 on every API call.
+        in_memory_fallback_enabled=True,
+        in_memory_fallback=[settings.rate_limit],
     )
+    # Only the API is limited; the fallback would otherwise apply to every page too.
+    limiter.request_filter(lambda: request.blueprint != "api")
+    # Its own logger ("flask-limiter") only has a NullHandler: the fallback's warning goes to ours.
+    limiter.logger = log
     app_services.init_app(
         app,
         app_services.Services(

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, InternalServerError
 
+from training.config import get_logger
 from web.auth import AuthError
 from web.backends import BackendRejected, BackendUnavailable
 from web.htmx import is_htmx
 from web.validation import InvalidInput
 
+log = get_logger("web")
+
 API_PREFIX = "/api/"
 UNPROCESSABLE = 422
 SERVICE_UNAVAILABLE = 503
+# The database did not answer (down, restarting, the pool exhausted): the client is told to
+# retry, not shown a bare 500 (and an answered write was committed: none is lost quietly).
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+DATABASE_DOWN_MESSAGE = (
+    "database unavailable: the request could not be completed; try again in a moment"
+)
 
 
 def _is_api() -> bool:
@@ -52,6 +62,21 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(BackendUnavailable)
     def _backend_down(exc: BackendUnavailable) -> Response:
         return error_response(SERVICE_UNAVAILABLE, f"model server unavailable: {exc}")
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def _database_down(exc: Exception) -> Response:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(SERVICE_UNAVAILABLE, DATABASE_DOWN_MESSAGE)
+
+    @app.errorhandler(InternalServerError)
+    def _internal(exc: InternalServerError) -> Response:
+        # The request's journal is written in an after_request hook, whose exceptions reach
+        # Flask as a 500 wrapping the original one.
+        if isinstance(exc.original_exception, DATABASE_DOWN):
+            return _database_down(exc.original_exception)
+        return error_response(500, exc.description or "internal server error")
 
     @app.errorhandler(BackendRejected)
     def _backend_rejected(exc: BackendRejected) -> Response:

@@ -62,11 +62,14 @@ def test_redis_round_trip_and_user_invalidation(redis_cache):
     assert redis_cache.get("alice", "k2") is None and redis_cache.get("bob", "k1") == ANSWER
 
 
-def test_redis_outage_costs_a_miss_not_an_error():
+def test_redis_outage_falls_back_to_the_in_process_cache(caplog):
     cache = RedisCache("redis://127.0.0.1:1/0", "x:", ttl_s=60)
     cache.put("alice", "k", ANSWER)
-    assert cache.get("alice", "k") is None
-    assert cache.invalidate_user("alice") == 0
+    assert cache.is_down
+    assert cache.get("alice", "k") == ANSWER  # from the in-process fallback, no error
+    assert cache.invalidate_user("alice") == 1
+    warnings = [r for r in caplog.records if "Redis cache unreachable" in r.getMessage()]
+    assert len(warnings) == 1  # one per outage, not one per request
 
 
 def test_the_app_caches_in_redis_and_a_rating_invalidates(web_app_factory, redis_cache):

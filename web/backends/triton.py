@@ -17,6 +17,7 @@ from training.serving.triton_client import (
     TritonClient,
     TritonClientError,
     TritonInvalidInputError,
+    TritonUnavailableError,
     hybrid_weights,
     ranked_outputs,
 )
@@ -36,6 +37,8 @@ class TritonBackend(ModelBackend):
     name = "triton"
 
     def __init__(self, grpc_url: str, timeout_s: float, triton_repo: Path) -> None:
+        self.grpc_url = grpc_url
+        self.timeout_s = timeout_s
         self.client = TritonClient(grpc_url, timeout_s)
         self.triton_repo = Path(triton_repo)
         self._lock = threading.Lock()
@@ -77,17 +80,29 @@ class TritonBackend(ModelBackend):
                 prediction = self.client.infer(model, inputs, weights, ranked_outputs(model))
             except TritonInvalidInputError as exc:
                 raise BackendRejected(str(exc)) from exc
+            except TritonUnavailableError as exc:
+                self._reconnect()
+                raise BackendUnavailable(f"Triton at {self.grpc_url}: {exc}") from exc
             except TritonClientError as exc:
-                raise BackendUnavailable(f"Triton at {self.client.url}: {exc}") from exc
+                raise BackendUnavailable(f"Triton at {self.grpc_url}: {exc}") from exc
             rows, predicted_rows = prediction.served(model)
             ranked = _row(rows)
             predicted = None if predicted_rows is None else _row(predicted_rows)
         vectors = self._vectors[model]
         return ranking.answer(model, TRITON_VERSION, catalogue, vectors, user, ranked, predicted)
 
+    def _reconnect(self) -> None:
+        """A fresh channel for the next call. A gRPC channel whose server went away waits out
+        its reconnect backoff (growing to 120 s) before it tries again, so a restarted Triton
+        would stay unused for minutes. The old client is left to the garbage collector: other
+        threads may still be in a call on it."""
+        with self._lock:
+            self.client = TritonClient(self.grpc_url, self.timeout_s)
+
     def health(self) -> dict[str, str]:
         state = self.client.health()
         if "error" in state:
+            self._reconnect()
             return {model: str(state["error"]) for model in tn.SERVED_MODELS}
         return {
             model: "ready" if ready else "not ready" for model, ready in state["models"].items()
