@@ -7,6 +7,8 @@ no champion has nothing to serve): ``movierec retrain``'s gate (training/gate.py
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +87,20 @@ def register_model(
         set_champion(client, name, params.mlflow.best_alias, version)
         log.info("%s version %s is the first %s", name, version, params.mlflow.best_alias)
     return version
+
+
+@contextmanager
+def registry_errors() -> Iterator[None]:
+    """MLflow failures (a tracking server down, a store it cannot read) as RegistryError: the
+    CLI's "unavailable" exit code and one line naming the store, not a traceback."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RegistryError(f"MLflow at {mlflow.get_tracking_uri()}: {reason}") from exc
 
 
 def champion_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

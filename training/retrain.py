@@ -34,6 +34,7 @@ from training.registry import (
     champion_version,
     download_checkpoint,
     registered_name,
+    registry_errors,
     set_champion,
     version_of_run,
 )
@@ -221,9 +222,10 @@ def retrain_command(
         raise typer.BadParameter(f"unknown model {model!r}; choose sae, rbm or all")
     loaded = load_params(params)
     paths = Paths()
-    snapshot, outcomes = retrain(
-        names, loaded, paths, database_url or app_database_url(paths), epochs, track_snapshot=dvc
-    )
+    with registry_errors():
+        snapshot, outcomes = retrain(
+            names, loaded, paths, database_url or app_database_url(paths), epochs, dvc
+        )
     summary = report(snapshot, outcomes)
     target = report_file or paths.data / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)

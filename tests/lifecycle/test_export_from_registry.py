@@ -93,3 +93,22 @@ def test_bad_registry_versions_are_clear_errors(registered, args, code, message)
 def test_onnx_version_needs_from_registry(registered):
     result = invoke("export", "onnx", "--version", "sae=1", "--params", str(PARAMS))
     assert result.exit_code == EXIT_USAGE and "--from-registry" in result.output
+
+
+def test_an_unreachable_mlflow_is_unavailable(monkeypatch):
+    import socket
+
+    import mlflow
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        result = invoke("export", "torchserve", "--from-registry", "--params", str(PARAMS))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert result.exit_code == EXIT_UNAVAILABLE, result.output
+    assert f"MLflow at {uri}" in result.stderr and "Traceback" not in result.output

@@ -17,6 +17,7 @@ from training.registry import (
     REGISTRY_KEY,
     download_checkpoint,
     registered_name,
+    registry_errors,
     resolve_version,
 )
 
@@ -49,15 +50,17 @@ def download_checkpoints(
 
     from training.tracking import configure_mlflow
 
-    configure_mlflow(params.mlflow.experiment_name)
-    client = mlflow.MlflowClient()
     alias = params.mlflow.best_alias
     pinned = pinned or {}
     found = {}
-    for model in models:
-        version = resolve_version(client, registered_name(params, model), alias, pinned.get(model))
-        by_alias = alias if model not in pinned else None
-        found[model] = download_checkpoint(client, version, model, folder, by_alias)
+    with registry_errors():
+        configure_mlflow(params.mlflow.experiment_name)
+        client = mlflow.MlflowClient()
+        for model in models:
+            name = registered_name(params, model)
+            version = resolve_version(client, name, alias, pinned.get(model))
+            by_alias = alias if model not in pinned else None
+            found[model] = download_checkpoint(client, version, model, folder, by_alias)
     return found
 
 
