@@ -9,7 +9,6 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 ONNXRUNTIME_EXTRA ?= cpu
 WEB_PORT ?= 5000
-MLFLOW_PORT ?= 5001
 MODEL ?= sae
 TRIALS ?= 20
 
@@ -23,7 +22,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
 .PHONY: help setup system-deps up pipeline data train evaluate tune export export-torchserve \
-	export-onnx serve serve-triton web down test lint clean bench bench-smoke soak \
+	export-onnx serve serve-triton web down test lint clean bench bench-smoke soak soak-faults \
 	bench-torchserve bench-triton gpu-check monitor monitor-check dashboards images compose-up docs
 
 help: ## List the targets
@@ -34,7 +33,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(ONNXRUNTIME_EXTRA),dev,notebooks]'
+	$(BIN)/pip install --quiet -e '.[$(ONNXRUNTIME_EXTRA),dev]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -71,15 +70,8 @@ export-onnx: $(STAMP) ## Export SAE, RBM and the hybrid blend to ONNX for Triton
 	dvc repro export_onnx
 
 # --- serving ---------------------------------------------------------------------------------
-# The pipeline logs to the MLflow server over HTTP (to DagsHub instead when its variables are
-# set; an MLFLOW_TRACKING_URI of your own wins).
-up: export MLFLOW_TRACKING_URI ?= $(if $(DAGSHUB_REPO_NAME),,http://127.0.0.1:$(MLFLOW_PORT))
-up: mlflow pipeline serve web ## Run the whole system on its defaults: MLflow, pipeline, TorchServe, web app on :5000
-	@echo "web app: http://127.0.0.1:$(WEB_PORT)   MLflow: http://127.0.0.1:$(MLFLOW_PORT)   (make down stops everything)"
-
-.PHONY: mlflow notebooks
-mlflow: $(STAMP) ## Start the MLflow tracking server on http://127.0.0.1:5001 (mlflow.db, mlruns/)
-	movierec serve mlflow --port $(MLFLOW_PORT)
+up: pipeline serve web ## Run the whole system on its defaults: pipeline, TorchServe, web app on :5000
+	@echo "web app: http://127.0.0.1:$(WEB_PORT)   (make down stops everything)"
 
 serve: export-torchserve ## Start TorchServe (dev config, loopback) and wait until the models answer
 	movierec serve torchserve
@@ -90,7 +82,7 @@ serve-triton: export-onnx ## Start the bundled tritonserver on CPU (HTTP 8000, g
 web: $(STAMP) ## Start the web app on http://127.0.0.1:5000 (gunicorn; TorchServe backend by default)
 	movierec serve web --port $(WEB_PORT)
 
-down: ## Stop the web app, the model servers and MLflow (waits for them to exit)
+down: ## Stop the web app and the model servers (waits for them to exit)
 	movierec serve stop --what all
 
 # --- quality ---------------------------------------------------------------------------------
@@ -102,9 +94,6 @@ lint: $(STAMP) ## Ruff lint and format check, import layering (lint-imports), ty
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
-
-notebooks: $(STAMP) ## JupyterLab on notebooks/ (data, model comparison, tuning) at 127.0.0.1:8888
-	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
 
 docs: $(STAMP) ## Regenerate docs/api.md and docs/configuration.md, build the site (MkDocs, strict) into .run/site
 	$(BIN)/python docs/generate.py
@@ -122,6 +111,9 @@ bench-smoke: $(STAMP) ## A few seconds of every Locust scenario; fails on any re
 
 soak: $(STAMP) ## 50 users for 5 minutes against TorchServe + web; failures and server RSS
 	$(BIN)/python -m benchmarks.run_load --soak
+
+soak-faults: $(STAMP) ## 10 min of traffic, a fault a minute (servers killed, databases stopped); lost writes
+	$(BIN)/python -m benchmarks.fault_soak
 
 bench-torchserve: export-torchserve ## TorchServe HTTP latency/throughput next to the in-process model
 	$(BIN)/python -m benchmarks.torchserve_bench
