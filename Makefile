@@ -38,9 +38,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the project with its dev tools
 
-system-deps: ## Debian packages the tests need: chromium (browser test), prometheus (promtool); root only
+system-deps: ## Debian packages the tests need: chromium (browser test), prometheus (promtool), alertmanager; root only
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi

@@ -106,6 +106,11 @@ WEB_VARIABLE_NOTES = {
     "TORCHSERVE_URL": "TorchServe's inference API",
     "TORCHSERVE_TOKEN": "TorchServe's inference key, sent as `Authorization: Bearer` (the "
     "production config has token auth on)",
+    "TORCHSERVE_KEY_FILE": "TorchServe's `key_file.json` (token auth): the inference key is read "
+    "from it, and read again when TorchServe refuses the key (keys expire after "
+    "`token_expiration_min`); an explicit `TORCHSERVE_TOKEN` is the first key tried",
+    "TORCHSERVE_MANAGEMENT_URL": "TorchServe's management API: with `TORCHSERVE_KEY_FILE`, an "
+    "expired inference key the file does not replace is renewed there with the file's API key",
     "TRITON_GRPC_URL": "Triton's gRPC endpoint (`MODEL_BACKEND=triton`)",
     "MODEL_TIMEOUT_S": "seconds to wait for the model server; past it the page says the server "
     "is unavailable and the API answers 503",
@@ -197,11 +202,6 @@ OTHER_VARIABLES = {
         "prometheus_client's multiprocess folder: `/metrics` sums every gunicorn worker; the "
         "image's entrypoint empties it at start",
     ),
-    "TORCHSERVE_KEY_FILE": (
-        "unset (compose: the key file TorchServe shares through a volume)",
-        "web image: read `TORCHSERVE_TOKEN` from TorchServe's `key_file.json` (an explicit "
-        "`TORCHSERVE_TOKEN` wins)",
-    ),
     "WEB_CONCURRENCY": ("`2` (web image)", "gunicorn workers in the web image"),
     "TS_MANAGEMENT_URL": (
         "`http://127.0.0.1:8081`",
@@ -241,6 +241,7 @@ COMPOSE_NOTES = {
     "MLFLOW_PORT": "host port of MLflow (127.0.0.1)",
     "PROMETHEUS_PORT": "host port of Prometheus (127.0.0.1)",
     "GRAFANA_PORT": "host port of Grafana (127.0.0.1)",
+    "ALERTMANAGER_PORT": "host port of Alertmanager (127.0.0.1)",
     "IMAGE_PREFIX": "images are `${IMAGE_PREFIX}-web:${IMAGE_TAG}`, ... (CD pushes "
     "`ghcr.io/<owner>/movierec-*`)",
     "IMAGE_TAG": "see `IMAGE_PREFIX`",

@@ -111,7 +111,8 @@ def test_docker_compose_parses_it(profiles):
     )
     assert result.returncode == 0, result.stderr
     rendered = json.loads(result.stdout)
-    expected = {"postgres", "redis", "torchserve", "web", "mlflow", "prometheus", "grafana"}
+    expected = {"postgres", "redis", "torchserve", "torchserve-keys", "web", "mlflow",
+                "prometheus", "alertmanager", "grafana"}  # fmt: skip
     assert expected | set(profiles and {"triton", "training"}) == set(rendered["services"])
 
 
