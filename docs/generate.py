@@ -195,6 +195,11 @@ OTHER_VARIABLES = {
     ),
     "MLFLOW_TRACKING_PASSWORD": ("unset", "set by `dagshub.init`: the token"),
     "MLFLOW_DISABLE_TELEMETRY": ("`true`", "set by the project (telemetry off)"),
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": (
+        "`false` for `movierec serve mlflow`",
+        "MLflow's job runner (GenAI judges, seven worker processes) is not started: nothing "
+        "here uses it",
+    ),
     "DVC_NO_ANALYTICS": ("`1`", "set by the project (analytics off)"),
     "DO_NOT_TRACK": ("`1`", "set by the project"),
     "PROMETHEUS_MULTIPROC_DIR": (

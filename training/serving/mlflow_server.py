@@ -1,13 +1,16 @@
 """The MLflow tracking server a team logs to: ``mlflow server`` on loopback, runs and the model
-registry in ``<root>/mlflow.db`` (SQLite), artifacts under ``<root>/mlruns`` served over HTTP.
+registry in ``<root>/mlflow.db`` (SQLite), artifacts under the local root ``<root>/mlruns``.
 
-It reads the same store the embedded default writes, so runs logged before the server existed
-show in its UI. Training, evaluation and tuning reach it through ``MLFLOW_TRACKING_URI``
-(``make up`` sets it; see training/tracking.py).
+It is the store the embedded default writes, both ways: runs logged before the server existed
+show in its UI, and an experiment the server creates gets a ``file:`` artifact location that a
+run without the server can still write to (a proxied ``mlflow-artifacts:`` location could not).
+Training, evaluation and tuning reach it through ``MLFLOW_TRACKING_URI`` (``make up`` sets it;
+see training/tracking.py).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,9 @@ STOP_TIMEOUT_S = 30.0
 # One worker: a development team's server on a shared machine, not a fleet's.
 WORKERS = 1
 HEALTH_PATH = "/health"
+# MLflow's job runner (GenAI judges and optimisation: seven more worker processes) serves
+# nothing of ours; off, the server starts faster and lighter on a shared machine.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 LOG_FILE = "mlflow-server.log"
 
 
@@ -57,12 +63,12 @@ def _launcher() -> str:
 
 def server_command(paths: Paths, host: str, port: int) -> list[str]:
     """``mlflow server`` over the project's store: SQLite backend (runs and registry) and the
-    local artifact folder, which the server proxies so clients need no file access."""
+    local artifact root (clients on this machine write their artifacts there)."""
     return [
         _launcher(), "server",
         "--backend-store-uri", f"sqlite:///{paths.root / 'mlflow.db'}",
-        "--artifacts-destination", str(paths.mlruns),
-        "--serve-artifacts",
+        "--default-artifact-root", paths.mlruns.as_uri(),
+        "--no-serve-artifacts",
         "--host", host,
         "--port", str(port),
         "--workers", str(WORKERS),
@@ -84,6 +90,7 @@ def start_mlflow_server(
         process = subprocess.Popen(
             server_command(paths, host, port),
             cwd=paths.root,
+            env={**os.environ, JOB_EXECUTION_ENV: "false"},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the caller's terminal does not reach it
