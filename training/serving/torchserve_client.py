@@ -19,6 +19,10 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from training.config import get_logger
+
+log = get_logger("serving")
+
 DEFAULT_TIMEOUT_S = 10.0
 MANAGEMENT_TIMEOUT_S = 120.0  # synchronous register/scale waits for workers to start
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -95,15 +99,20 @@ class InferenceKey:
                 return True
             if self.key_file is None:
                 return False
-            keys = read_key_file(self.key_file)
-            if keys["inference"] == refused and self.management_url:
-                # Renewing talks to the management API only: no inference URL needed.
-                renewer = TorchServeClient("", self.management_url, timeout=self.timeout)
-                try:
-                    renewer.renew_key(keys["api"], "inference")
-                finally:
-                    renewer.close()
+            try:
                 keys = read_key_file(self.key_file)
+                if keys["inference"] == refused and self.management_url:
+                    # Renewing talks to the management API only: no inference URL needed.
+                    renewer = TorchServeClient("", self.management_url, timeout=self.timeout)
+                    try:
+                        renewer.renew_key(keys["api"], "inference")
+                    finally:
+                        renewer.close()
+                    keys = read_key_file(self.key_file)
+            except (OSError, ValueError, KeyError, TorchServeError) as exc:
+                # The caller answers with the refusal, which names the key file.
+                log.warning("could not refresh TorchServe's inference key: %s", exc)
+                return False
             self._key = keys["inference"]
             return self._key != refused
 
