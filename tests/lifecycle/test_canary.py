@@ -137,3 +137,15 @@ def test_experiment_page_compares_versions_and_promote_ends_the_canary(app, cana
         page = visitor.get("/recommendations?model=sae&k=11")  # k=11: not a cached answer
         assert re.search(r"version ([\w.]+)", page.text).group(1) == NEW_VERSION
     assert 'data-phase="released"' in visitors[0].get("/experiment", headers=HTMX).text
+
+
+def test_a_request_for_a_version_that_went_gets_the_default(release_torchserve, management):
+    """A page pinned to a canary's version just unregistered is answered, by the default."""
+    from web.backends.base import RecommendRequest
+    from web.backends.torchserve import TorchServeBackend
+
+    backend = TorchServeBackend(release_torchserve.inference_url, timeout_s=10)
+    query = RecommendRequest(ratings={50: 5, 181: 5}, k=3)
+    default = management.default_version("sae").version
+    assert backend.recommend("sae", query, "gone", version="9.9").version == default
+    backend.close()

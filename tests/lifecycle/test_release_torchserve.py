@@ -118,3 +118,27 @@ def test_refuses_the_version_already_served_and_changes_nothing(
         ts_release.release(management, store, "sae", served, tmp_path / "release")
     assert [v.version for v in management.versions("sae")] == [OLD_VERSION]
     assert not (tmp_path / "release").exists()
+
+
+def test_cli_errors_name_what_is_missing(sae_new_archive, tmp_path, monkeypatch):
+    """Exit codes as for every command: 3 for nothing to act on, 4 for a missing archive or
+    server."""
+    from typer.testing import CliRunner
+
+    from training.cli import app
+    from training.serving.processes import free_port
+
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path))
+    runner = CliRunner()
+    status = runner.invoke(app, ["release", "status"])
+    assert status.exit_code == 3 and "no release yet" in status.output
+    missing = tmp_path / "nope.mar"
+    release = runner.invoke(app, ["release", "torchserve", "--model", "sae", "--mar", str(missing)])
+    assert release.exit_code == 4 and f"{missing}: no such archive" in release.output
+    nobody = f"http://127.0.0.1:{free_port()}"
+    down = runner.invoke(
+        app,
+        ["release", "torchserve", "--mar", str(sae_new_archive), "--management-url", nobody],
+    )
+    assert down.exit_code == 4 and "TorchServe unreachable" in down.output
+    assert not (tmp_path / ".run" / "release").exists()

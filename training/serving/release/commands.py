@@ -7,6 +7,8 @@ reads for its canary; the steps themselves are in ``release.torchserve`` and ``r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +21,7 @@ from training.serving import processes
 from training.serving.release import torchserve as ts_release
 from training.serving.release import triton as triton_release
 from training.serving.release.state import BACKENDS, Release, state_dir
-from training.serving.torchserve_client import read_key_file
+from training.serving.torchserve_client import TorchServeError, read_key_file
 from training.serving.torchserve_management import TorchServeManagement
 from training.serving.torchserve_server import KEY_FILE, SERVICE, Ports
 from training.serving.triton_server import DEFAULT_HTTP_PORT
@@ -45,16 +47,24 @@ QuietOption = Annotated[
 ]
 
 
-def torchserve_client(inference_url: str, management_url: str) -> TorchServeManagement:
-    """A management client; with the keys of `movierec serve torchserve --config prod` if any."""
+@contextmanager
+def torchserve_client(inference_url: str, management_url: str) -> Iterator[TorchServeManagement]:
+    """A management client (with the keys of `movierec serve torchserve --config prod` if any);
+    TorchServe's errors end the command with exit code 4 and its message."""
     key_file = processes.run_dir() / SERVICE / KEY_FILE
     keys = read_key_file(key_file) if key_file.is_file() else {}
-    return TorchServeManagement(
+    client = TorchServeManagement(
         inference_url,
         management_url,
         inference_token=keys.get("inference"),
         management_token=keys.get("management"),
     )
+    try:
+        yield client
+    except TorchServeError as exc:
+        raise ts_release.ReleaseError(f"TorchServe: {exc}") from exc
+    finally:
+        client.close()
 
 
 def _echo(release: Release) -> None:
@@ -90,11 +100,8 @@ def release_torchserve_command(
     unregister the old one (with --canary, stop before the default moves)."""
     store = ts_release.ModelStore(model_store or Paths().model_store)
     mar = mar or store.served(model)
-    client = torchserve_client(inference_url, management_url)
-    try:
+    with torchserve_client(inference_url, management_url) as client:
         done = ts_release.release(client, store, model, mar, state_dir(), canary, quiet_s=quiet)
-    finally:
-        client.close()
     _echo(done)
 
 
@@ -110,11 +117,8 @@ def promote_command(
     if backend != ts_release.BACKEND:
         raise ConfigError(f"{backend}: releases there have no canary to promote")
     store = ts_release.ModelStore(model_store or Paths().model_store)
-    client = torchserve_client(inference_url, management_url)
-    try:
+    with torchserve_client(inference_url, management_url) as client:
         _echo(ts_release.promote(client, store, last, state_dir(), quiet))
-    finally:
-        client.close()
 
 
 def rollback_command(
@@ -137,11 +141,8 @@ def rollback_command(
             control.close()
         return
     store = ts_release.ModelStore(model_store or Paths().model_store)
-    client = torchserve_client(inference_url, management_url)
-    try:
+    with torchserve_client(inference_url, management_url) as client:
         _echo(ts_release.rollback(client, store, last, state_dir(), quiet_s=quiet))
-    finally:
-        client.close()
 
 
 def release_triton_command(

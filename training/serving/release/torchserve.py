@@ -112,13 +112,13 @@ def _keep_control(store: ModelStore, model: str, current: VersionState) -> Path 
     return None
 
 
-def _wait(
-    client: TorchServeManagement, model: str, version: str, until: str, timeout_s: float
+def _wait_ready(
+    client: TorchServeManagement, model: str, version: str, timeout_s: float
 ) -> VersionState:
     deadline = time.monotonic() + timeout_s
     while True:
         state = client.version(model, version)
-        if until == "ready" and state.ready:
+        if state.ready:
             return state
         if time.monotonic() >= deadline:
             raise ReleaseError(
@@ -160,16 +160,19 @@ def _register(
     """Register ``archive`` (in the model store) as ``version`` and probe it; unregister it again
     when it does not answer as it should, so a failed release leaves nothing behind."""
     _, settings = archive_registration(archive)
-    client.register_version(
-        archive.name,
-        model,
-        workers=settings["minWorkers"],
-        batch_size=settings["batchSize"],
-        max_batch_delay_ms=settings["maxBatchDelay"],
-        response_timeout_s=settings["responseTimeout"],
-    )
     try:
-        _wait(client, model, version, "ready", ready_timeout_s)
+        client.register_version(
+            archive.name,
+            model,
+            workers=settings["minWorkers"],
+            batch_size=settings["batchSize"],
+            max_batch_delay_ms=settings["maxBatchDelay"],
+            response_timeout_s=settings["responseTimeout"],
+        )
+    except TorchServeError as exc:  # TorchServe removes what it could not start
+        raise ReleaseError(f"{model} {version}: TorchServe refused {archive.name}: {exc}") from exc
+    try:
+        _wait_ready(client, model, version, ready_timeout_s)
         answer = client.recommend_version(model, version, probe_body(archive))
         named = answer.get("version")
         if named != version or not answer.get("recommendations"):
