@@ -11,4 +11,8 @@ patches the whole process, so only the locustfiles and ``locust_common`` do.
   ``loopback_baseline`` and ``profiles``.
 - The locustfiles (``locust -f benchmarks/locust_<scenario>.py``) and ``locust_common``.
 - ``torchserve_bench`` and ``triton_bench``: single-server latency and throughput figures.
+- The fault soak (``python -m benchmarks.fault_soak``, ``make soak-faults``): ``fault_soak``
+  (traffic, the fault schedule, the report) over ``fault_traffic`` (visitors, the writes counted
+  in the database), ``fault_stack`` (the servers and each fault's inject and repair, which
+  tests/faults/ also use) and ``private_services`` (a private PostgreSQL and redis-server).
 """
