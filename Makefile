@@ -9,6 +9,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 ONNXRUNTIME_EXTRA ?= cpu
 WEB_PORT ?= 5000
+MLFLOW_PORT ?= 5001
 MODEL ?= sae
 TRIALS ?= 20
 
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(ONNXRUNTIME_EXTRA),dev]'
+	$(BIN)/pip install --quiet -e '.[$(ONNXRUNTIME_EXTRA),dev,notebooks]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -71,8 +72,15 @@ export-onnx: $(STAMP) ## Export SAE, RBM and the hybrid blend to ONNX for Triton
 	dvc repro export_onnx
 
 # --- serving ---------------------------------------------------------------------------------
-up: pipeline serve web ## Run the whole system on its defaults: pipeline, TorchServe, web app on :5000
-	@echo "web app: http://127.0.0.1:$(WEB_PORT)   (make down stops everything)"
+# The pipeline logs to the MLflow server over HTTP (to DagsHub instead when its variables are
+# set; an MLFLOW_TRACKING_URI of your own wins).
+up: export MLFLOW_TRACKING_URI ?= $(if $(DAGSHUB_REPO_NAME),,http://127.0.0.1:$(MLFLOW_PORT))
+up: mlflow pipeline serve web ## Run the whole system on its defaults: MLflow, pipeline, TorchServe, web app on :5000
+	@echo "web app: http://127.0.0.1:$(WEB_PORT)   MLflow: http://127.0.0.1:$(MLFLOW_PORT)   (make down stops everything)"
+
+.PHONY: mlflow notebooks
+mlflow: $(STAMP) ## Start the MLflow tracking server on http://127.0.0.1:5001 (mlflow.db, mlruns/)
+	movierec serve mlflow --port $(MLFLOW_PORT)
 
 serve: export-torchserve ## Start TorchServe (dev config, loopback) and wait until the models answer
 	movierec serve torchserve
@@ -83,7 +91,7 @@ serve-triton: export-onnx ## Start the bundled tritonserver on CPU (HTTP 8000, g
 web: $(STAMP) ## Start the web app on http://127.0.0.1:5000 (gunicorn; TorchServe backend by default)
 	movierec serve web --port $(WEB_PORT)
 
-down: ## Stop the web app and the model servers (waits for them to exit)
+down: ## Stop the web app, the model servers and MLflow (waits for them to exit)
 	movierec serve stop --what all
 
 # --- quality ---------------------------------------------------------------------------------
@@ -95,6 +103,9 @@ lint: $(STAMP) ## Ruff lint and format check, import layering (lint-imports), ty
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
+
+notebooks: $(STAMP) ## JupyterLab on notebooks/ (data, model comparison, tuning) at 127.0.0.1:8888
+	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
 
 docs: $(STAMP) ## Regenerate docs/api.md and docs/configuration.md, build the site (MkDocs, strict) into .run/site
 	$(BIN)/python docs/generate.py
