@@ -100,6 +100,33 @@ class SAEParams(_Section):
     # The served ranking is softmax(watch logits + w * predicted rating): "will watch" times
     # exp(w * "will like"). The w of this list with the best validation NDCG@10 is kept.
     rank_weights: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0]
+    # "Item codes": an item-based autoencoder (I-AutoRec) over each film's residual ratings by
+    # the training users, trained beside the members; its hidden layer is the film's code. A
+    # user's row over the codes is a ridge regression of their own residual ratings, solved at
+    # request time by a fixed number of conjugate-gradient steps (0 = none).
+    item_hidden: int = Field(0, ge=0)
+    item_dropout: float = Field(0.5, ge=0.0, lt=1.0)  # on the hidden layer
+    item_corruption: float = Field(0.4, ge=0.0, lt=1.0)  # hides observed inputs, as for members
+    item_weight_decay: float = Field(1e-3, ge=0.0)
+    item_ridges: list[float] = [30.0]  # the ridge penalty: the best on validation is kept
+    item_cg_steps: int = Field(20, ge=1)
+    # Predicted rating = m * members' mean + (1 - m) * the item codes' ridge prediction; the m
+    # of this list with the best validation RMSE is kept (1 without item codes).
+    member_weights: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+
+    @field_validator("item_ridges")
+    @classmethod
+    def _item_ridges(cls, ridges: list[float]) -> list[float]:
+        if not ridges or any(r <= 0 for r in ridges):
+            raise ValueError("item_ridges must be a non-empty list of positive numbers")
+        return ridges
+
+    @field_validator("member_weights")
+    @classmethod
+    def _member_weights(cls, weights: list[float]) -> list[float]:
+        if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
+            raise ValueError("member_weights must be a non-empty list of numbers in [0, 1]")
+        return weights
 
     @field_validator("rank_weights")
     @classmethod

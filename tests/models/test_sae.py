@@ -9,7 +9,7 @@ from torch import nn
 from handlers.recommendation import top_k
 from training.config import EarlyStoppingParams, SAEParams
 from training.data.holdout import holdout
-from training.metrics.ranking import ranking_metrics
+from training.metrics.ranking import ranking_metrics, rating_metrics
 from training.models.sae import (
     MAX_RATING,
     MIN_RATING,
@@ -18,6 +18,7 @@ from training.models.sae import (
     WatchNet,
     blend_ranking,
     masked_mse,
+    ridge_rows,
 )
 
 N_USERS, N_ITEMS, RANK = 48, 30, 3
@@ -349,3 +350,116 @@ def test_the_ranking_puts_a_film_everyone_liked_above_one_a_single_user_rated_5(
         candidates = new[row] == 0
         served = top_k(ranking[row], candidates, int(candidates.sum()))
         assert served.index(0) < served.index(data.shape[1] - 1)
+
+
+# -- item codes: an item-based autoencoder, a user's row fitted by ridge when served ---------------
+
+ITEMS = SAEParams(
+    hidden_layers=[16],
+    optimizer="adam",
+    lr=0.01,
+    input_corruption=0.2,
+    batch_size=8,
+    item_hidden=6,
+    item_ridges=[1.0, 10.0],
+    member_weights=[0.0, 0.5, 1.0],
+)
+
+
+def _exact_ridge(codes, residual, weights, ridge):
+    """The normal equations solved directly, one user at a time."""
+    rows = []
+    for r, w in zip(residual, weights, strict=True):
+        gram = codes.t() @ (w.unsqueeze(1) * codes) + ridge * torch.eye(codes.shape[1])
+        rows.append(torch.linalg.solve(gram.double(), (codes.t() @ (w * r)).double()))
+    return torch.stack(rows).float()
+
+
+def test_ridge_rows_solve_each_users_ridge_regression():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.rand(N_ITEMS, 6, generator=generator)  # sigmoid codes: positive, correlated
+    residual = torch.randn(4, N_ITEMS, generator=generator)
+    weights = (torch.rand(4, N_ITEMS, generator=generator) < 0.4).float()
+    weights[-1] = 0.0  # a user who rated nothing gets the zero row (the baseline alone)
+    rows = ridge_rows(codes, residual, weights, 2.0, steps=20)
+    assert rows.shape == (4, 6)
+    assert torch.allclose(rows, _exact_ridge(codes, residual, weights, 2.0), atol=1e-4)
+    assert torch.equal(rows[-1], torch.zeros(6))
+    # Unrated entries' residuals are not read.
+    noisy = residual + 100.0 * (1.0 - weights)
+    assert torch.allclose(ridge_rows(codes, noisy, weights, 2.0, steps=20), rows, atol=1e-4)
+    # Too few steps stop short of the solution: the step count is a real setting.
+    assert not torch.allclose(ridge_rows(codes, residual, weights, 2.0, steps=1), rows, atol=1e-3)
+
+
+def test_the_item_codes_ridge_and_members_weight_are_chosen_on_validation():
+    recommender = _trained_with_validation(ITEMS)
+    net = recommender.model
+    choice = recommender.history.choices["rating_blend"]
+    assert (choice["item_ridge"], choice["member_weight"]) == (
+        float(net.item_ridge),
+        float(net.member_weight),
+    )
+    assert choice["item_ridge"] in ITEMS.item_ridges
+    assert choice["chosen"] == (
+        f"ridge {choice['item_ridge']:g} / members' weight {choice['member_weight']:g}"
+    )
+    assert choice["member_weight"] in ITEMS.member_weights
+    assert net.item_codes.abs().sum() > 0  # the trained codes, not the zero buffer
+    fit, val = holdout(_low_rank_ratings(), 0.2, seed=0)
+    with torch.no_grad():
+        members = net.member_predictions(fit).mean(dim=0)
+        found = {
+            f"{r:g}/{w:g}": rating_metrics(
+                (w * members + (1 - w) * net.item_predictions(fit, torch.tensor(r))).clamp(1, 5),
+                val,
+            )["rmse"]
+            for r in ITEMS.item_ridges
+            for w in ITEMS.member_weights
+        }
+        scores = net(fit)[0]
+    assert choice["val_rmse"] == {key: pytest.approx(v, abs=1e-5) for key, v in found.items()}
+    chosen = f"{choice['item_ridge']:g}/{choice['member_weight']:g}"
+    assert found[chosen] == min(found.values())
+    assert rating_metrics(scores, val)["rmse"] == pytest.approx(found[chosen], abs=1e-5)
+
+
+def test_a_new_users_row_over_the_item_codes_is_fitted_from_their_own_ratings():
+    """Inductive: nobody's row is stored; a user's ratings alone give their ridge row."""
+    net = _trained_with_validation(ITEMS, epochs=5).model
+    net.member_weight.fill_(0.0)  # the item codes alone
+    new = torch.zeros(2, N_ITEMS)
+    new[0, :8] = torch.tensor([5.0, 4.0, 1.0, 2.0, 5.0, 3.0, 4.0, 1.0])
+    new[1, :8] = 6.0 - new[0, :8]  # the opposite taste over the same films
+    with torch.no_grad():
+        scores = net(new)[0]
+        mask = (new > 0).float()
+        base = net.baseline(new, mask)
+        rows = _exact_ridge(net.item_codes, new - base, mask, float(net.item_ridge))
+    expected = (base + rows @ net.item_codes.t()).clamp(MIN_RATING, MAX_RATING)
+    assert torch.allclose(scores, expected, atol=1e-4)
+    assert not torch.allclose(scores[0], scores[1], atol=0.05)
+
+
+def test_training_the_item_codes_leaves_the_rating_members_as_they_were():
+    """The item autoencoder draws from its own random stream and has its own optimiser."""
+    with_items = _trained_with_validation(ITEMS, epochs=4)
+    without = _trained_with_validation(ITEMS.model_copy(update={"item_hidden": 0}), epochs=4)
+    assert with_items.history.train_loss == without.history.train_loss
+    data = _low_rank_ratings(seed=6)
+    with torch.no_grad():
+        members = with_items.model.member_predictions(data).mean(dim=0).clamp(1, 5)
+    assert torch.equal(members, without.predict(data))
+    assert "rating_blend" not in without.history.choices
+    per_epoch = [figures["val_item_rmse"] for figures in with_items.history.validation]
+    assert len(per_epoch) == 4 and all(value > 0 for value in per_epoch)
+
+
+def test_a_checkpoint_keeps_the_item_codes_and_the_blend(tmp_path):
+    recommender = _trained_with_validation(ITEMS, epochs=3)
+    path = recommender.save_model(tmp_path / "sae.pt")
+    loaded = SAERecommender.load_model(path)
+    for name in ("item_codes", "item_ridge", "member_weight"):
+        assert torch.equal(getattr(loaded.model, name), getattr(recommender.model, name))
+    data = _low_rank_ratings(seed=5)
+    assert torch.equal(loaded.predict(data), recommender.predict(data))

@@ -33,6 +33,8 @@ def _randomised(net: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
         for tensor in [*net.parameters(), *net.buffers()]:
             if tensor.is_floating_point() and tensor.dim() > 0:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.3)
+        if isinstance(net, SAENet) and net.has_items:
+            net.member_weight.fill_(0.4)  # the default 1.0 would leave the item codes out
     return net.eval()
 
 
@@ -43,6 +45,9 @@ SAE_VARIANTS = {
         hidden_layers=[6, 3], n_members=2, implicit_input=True, activation="tanh"
     ),
     "not centred": SAEParams(hidden_layers=[10], center=False),
+    "item codes and a watch network": SAEParams(
+        hidden_layers=[8], n_members=2, implicit_input=True, item_hidden=5, watch_hidden=4
+    ),
 }
 
 

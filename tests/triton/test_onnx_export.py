@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.triton.checks import assert_valid_top_k
-from training.export.onnx import HybridBlend, onnx_path, run_onnx
+from training.export.onnx import HybridBlend, float_nodes, onnx_path, run_onnx
 from training.models import load_checkpoint
 from training.models.serving import SERVED_TOLERANCE
 from training.serving import triton_names as tn
@@ -84,6 +84,22 @@ def test_int8_twin_is_a_quarter_of_the_size_and_scores_alike(
     assert np.abs(out[tn.SCORES.name] - expected).max() <= SERVED_TOLERANCE
     assert np.abs(out[tn.RANKING.name] - ranking).max() <= SERVED_TOLERANCE
     assert_graph_top_k(out[tn.RANKING.name], real_ratings, prepared.metadata["item_ids"], out)
+
+
+def test_the_sae_int8_twin_keeps_the_item_codes_float32(onnx_repo, checkpoints, prepared):
+    """The ridge fit's conjugate-gradient steps read the item codes in float32: int8 codes
+    would throw the solve off (the twin's scores are checked against PyTorch above)."""
+    params = load_checkpoint(checkpoints[tn.SAE]).params
+    assert params.item_hidden > 0  # params.yaml's SAE has item codes
+    graph = onnx.load(onnx_path(onnx_repo, tn.SAE).with_name(tn.ONNX_INT8_FILENAME)).graph
+    (codes,) = [init for init in graph.initializer if init.name.endswith("item_codes")]
+    assert codes.data_type == onnx.TensorProto.FLOAT
+    assert list(codes.dims) == [prepared.metadata["n_items"], params.item_hidden]
+    readers = set(float_nodes(onnx.ModelProto(graph=graph)))
+    ops = [node.op_type for node in graph.node if node.name in readers]
+    # Two products with the codes per conjugate-gradient step, all plain float MatMuls.
+    assert ops.count("MatMul") >= 2 * params.item_cg_steps
+    assert set(ops) <= {"MatMul", "Transpose"}
 
 
 @pytest.mark.parametrize("model", tn.SCORING_MODELS)

@@ -40,6 +40,10 @@ VERIFY_DENSITY = 0.05
 VERIFY_SEED = 0
 EXAMPLE_BATCH = 2  # torch.export specialises sizes 0 and 1, so trace with 2 and mark it dynamic
 WEIGHT_EPSILON = 1e-12  # keeps the hybrid's normalisation finite when a client sends zeros
+# Buffers whose products stay float32 in the int8 twin: the SAE's item codes feed conjugate-
+# gradient steps, which int8 rounding would throw off (and whose shared initializer, read both
+# as is and transposed, the quantizer cannot rescale).
+FLOAT_BUFFERS = ("item_codes",)
 
 
 class ExportError(RuntimeError):
@@ -208,6 +212,14 @@ def _verify(
     return error
 
 
+def float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes reading a FLOAT_BUFFERS initializer, directly or transposed."""
+    sources = {init.name for init in model.graph.initializer if init.name.endswith(FLOAT_BUFFERS)}
+    readers = [node for node in model.graph.node if sources.intersection(node.input)]
+    sources |= {out for node in readers if node.op_type == "Transpose" for out in node.output}
+    return [node.name for node in model.graph.node if sources.intersection(node.input)]
+
+
 def export_int8(path: Path, trained: nn.Module, n_items: int) -> Path:
     """``path``'s twin with int8 weights (onnxruntime dynamic quantization, per output channel),
     for the CPU configs; raises ExportError if a score moves more than SERVED_TOLERANCE from
@@ -230,7 +242,13 @@ def export_int8(path: Path, trained: nn.Module, n_items: int) -> Path:
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" hint is noise
         try:
-            quantize_dynamic(plain, quantized, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(
+                plain,
+                quantized,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                nodes_to_exclude=float_nodes(model),
+            )
         finally:
             root.setLevel(level)
         batch = _verification_ratings(n_items)

@@ -12,11 +12,19 @@ two people loved. So the module also learns "will watch" (``WatchNet``, a Mult-D
 were rated) and serves two outputs: ``scores``, the predicted ratings (RMSE is measured on them),
 and ``ranking`` = softmax(watch logits + w * predicted rating), a distribution over films a user
 will watch *and* like, with w chosen on validation (``rank_weights``).
+
+The predicted ratings also draw on "item codes" (``item_hidden``): an item-based autoencoder
+(I-AutoRec, Sedhain et al. 2015) reads each film's ratings by the training users, and its hidden
+layer, kept as a buffer, is the film's code. Its decoder rows belong to the training users, so
+a user's own row is fitted when they are served instead: a ridge regression of their residual
+ratings on the codes of the films they rated (``ridge_rows``, conjugate gradients with a fixed
+number of steps, so TorchScript and ONNX hold it), which keeps the model inductive.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -41,6 +49,7 @@ ACTIVATIONS = {
 _BIAS_SWEEPS = 5  # alternating item/user bias updates; converges in a handful
 _LEGACY_NETWORK = "net"  # where checkpoints before `n_members` kept the one network
 VALIDATION_K = 10  # the ranking figure that picks the watch network's epoch and the rank weight
+CG_EPSILON = 1e-12  # keeps conjugate-gradient steps finite once a user's residual is solved
 
 
 class WatchNet(nn.Module):
@@ -63,6 +72,53 @@ def multinomial_nll(logits: torch.Tensor, rated: torch.Tensor) -> torch.Tensor:
     return -(F.log_softmax(logits, dim=1) * rated).sum(dim=1).mean()
 
 
+class ItemAutoencoder(nn.Module):
+    """A film's residual ratings by the training users and which of them rated it
+    (2 * n_users) -> code (item_hidden) -> residual ratings by every training user."""
+
+    def __init__(self, n_users: int, params: SAEParams) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(2 * n_users, params.item_hidden), ACTIVATIONS[params.activation]()
+        )
+        self.dropout = nn.Dropout(params.item_dropout)
+        self.decoder = nn.Linear(params.item_hidden, n_users)
+
+    def forward(self, columns: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.dropout(self.encoder(columns)))
+
+
+def ridge_rows(
+    codes: torch.Tensor,
+    residual: torch.Tensor,
+    weights: torch.Tensor,
+    ridge: float,
+    steps: int,
+    epsilon: float = CG_EPSILON,  # an argument: TorchScript reads no module-level floats
+) -> torch.Tensor:
+    """Each user's row x over the item codes: argmin sum_i w_i (r_i - x . c_i)^2 + ridge |x|^2.
+
+    ``codes`` [n, d] (shared), ``residual`` and ``weights`` [batch, n] (weights 1 where rated).
+    Conjugate gradients on (C^T W C + ridge I) x = C^T W r with matrix-vector products only
+    (no per-user d x d matrix), a fixed number of steps: [batch, d].
+    """
+    rhs = (residual * weights) @ codes
+    solution = torch.zeros_like(rhs)
+    left = rhs
+    direction = rhs
+    norm = (left * left).sum(dim=1, keepdim=True)
+    for _ in range(steps):
+        product = ((direction @ codes.t()) * weights) @ codes + ridge * direction
+        curvature = (direction * product).sum(dim=1, keepdim=True).clamp(min=epsilon)
+        step = norm / curvature
+        solution = solution + step * direction
+        left = left - step * product
+        new_norm = (left * left).sum(dim=1, keepdim=True)
+        direction = left + (new_norm / norm.clamp(min=epsilon)) * direction
+        norm = new_norm
+    return solution
+
+
 def blend_ranking(
     watch_logits: torch.Tensor, predicted: torch.Tensor, rank_weight: torch.Tensor
 ) -> torch.Tensor:
@@ -77,6 +133,9 @@ class SAENet(nn.Module):
     global_mean: torch.Tensor
     item_bias: torch.Tensor
     rank_weight: torch.Tensor
+    item_codes: torch.Tensor
+    item_ridge: torch.Tensor
+    member_weight: torch.Tensor
 
     def __init__(self, n_items: int, params: SAEParams) -> None:
         super().__init__()
@@ -92,6 +151,13 @@ class SAENet(nn.Module):
         self.watch = WatchNet(n_items, params) if params.watch_hidden else None
         # The weight of the predicted rating in the ranking, chosen on validation after training.
         self.register_buffer("rank_weight", torch.tensor(0.0))
+        self.has_items = params.item_hidden > 0
+        self.item_cg_steps = params.item_cg_steps
+        if self.has_items:
+            # Set after training (SAERecommender.finish_training); until then the members alone.
+            self.register_buffer("item_codes", torch.zeros(n_items, params.item_hidden))
+            self.register_buffer("item_ridge", torch.tensor(params.item_ridges[0]))
+            self.register_buffer("member_weight", torch.tensor(1.0))
         self.register_load_state_dict_pre_hook(_rename_single_network)
 
     def autoencoders(self) -> list[nn.Sequential]:
@@ -117,9 +183,24 @@ class SAENet(nn.Module):
             inputs = torch.cat([inputs, visible], dim=1)
         return base + torch.stack([member(inputs) for member in self.members])
 
-    def rating_and_watch(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(predicted ratings in [1, 5], the watch network's logits or None)."""
-        predicted = self.member_predictions(ratings).mean(dim=0).clamp(MIN_RATING, MAX_RATING)
+    def item_predictions(self, ratings: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+        """The baseline plus each user's ridge row over the item codes (unclamped)."""
+        ratings = prepare_autoencoder_data(ratings)
+        mask = (ratings > 0).to(ratings.dtype)
+        base = self.baseline(ratings, mask)
+        row = ridge_rows(self.item_codes, ratings - base, mask, float(ridge), self.item_cg_steps)
+        return base + row @ self.item_codes.t()
+
+    def rating_and_watch(
+        self, ratings: torch.Tensor, members_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(predicted ratings in [1, 5], the watch network's logits or None); ``members_only``
+        leaves the item codes out (what validates the members' epochs)."""
+        predicted = self.member_predictions(ratings).mean(dim=0)
+        if self.has_items and not members_only:
+            items = self.item_predictions(ratings, self.item_ridge)
+            predicted = self.member_weight * predicted + (1.0 - self.member_weight) * items
+        predicted = predicted.clamp(MIN_RATING, MAX_RATING)
         if self.watch is None:
             return predicted, None
         return predicted, self.watch((ratings > 0).to(predicted.dtype))
@@ -223,6 +304,48 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
             self.optimizer, self.params.lr_decay
         )
         self.best_watch: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
+        if self.model.has_items:
+            self._item_setup(train, generator)
+
+    def _item_setup(self, train: torch.Tensor, generator: torch.Generator) -> None:
+        """The item autoencoder's data (each film's column over the training users), network,
+        optimiser and its own random stream (so the members train as they would without it)."""
+        mask = (train > 0).to(train.dtype)
+        residual = (train - self.model.baseline(train, mask)) * mask
+        self.item_targets = residual.t().contiguous()
+        self.item_mask = mask.t().contiguous()
+        self.items = ItemAutoencoder(train.shape[0], self.params).to(train.device)
+        self.item_optimizer = make_optimizer(
+            self.params.optimizer,
+            self.items.parameters(),
+            self.params.lr,
+            self.params.item_weight_decay,
+        )
+        # Seeded from the run's seed without drawing from its stream.
+        self.item_generator = torch.Generator().manual_seed(generator.initial_seed() + 1)
+        self.best_items: tuple[float, torch.Tensor] = (math.inf, self.model.item_codes.clone())
+
+    def _item_inputs(self, visible: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        targets = self.item_targets if rows is None else self.item_targets[rows]
+        return torch.cat([targets * visible, visible], dim=1)
+
+    def _item_epoch(self) -> None:
+        """One pass of the item autoencoder over the films (masked MSE on observed ratings)."""
+        self.items.train()
+        generator = self.item_generator
+        order = torch.randperm(self.item_targets.shape[0], generator=generator)
+        keep = 1.0 - self.params.item_corruption
+        for rows in order.to(self.item_targets.device).split(self.params.batch_size):
+            mask = self.item_mask[rows]
+            visible = mask * (torch.rand(mask.shape, generator=generator) < keep).to(mask)
+            predicted = self.items(self._item_inputs(visible, rows))
+            # Residual targets can be 0 or negative, so the mask is the ratings', not theirs.
+            error = (predicted - self.item_targets[rows]).pow(2) * mask
+            loss = error.sum() / mask.sum().clamp(min=1.0)
+            self.item_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.item_optimizer.step()
+        self.items.eval()
 
     @torch.no_grad()
     def _update_average(self) -> None:
@@ -262,12 +385,23 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
             total += rating_loss / len(predictions) * observed
             count += observed
         self.scheduler.step()
+        if self.model.has_items:
+            self._item_epoch()
         return total / max(count, 1)
 
     def validate(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        predicted, logits = self.model.rating_and_watch(inputs)
+        """Per epoch: the members' figures (the item codes join them after training) and the
+        item autoencoder's own, through its training users' decoder rows (``inputs`` is the
+        training matrix here)."""
+        predicted, logits = self.model.rating_and_watch(inputs, members_only=True)
         figures = rating_metrics(predicted, targets)
         result = {"val_rmse": figures["rmse"], "val_mae": figures["mae"]}
+        if self.model.has_items:
+            self.item_codes = self.items.encoder(self._item_inputs(self.item_mask))
+            mask = (inputs > 0).to(inputs.dtype)
+            own_rows = self.model.baseline(inputs, mask) + self.items.decoder(self.item_codes).t()
+            own = own_rows.clamp(MIN_RATING, MAX_RATING)
+            result["val_item_rmse"] = rating_metrics(own, targets)["rmse"]
         ranking = predicted
         if logits is not None:
             result[f"val_watch_ndcg@{VALIDATION_K}"] = _ndcg(logits, inputs, targets)
@@ -280,9 +414,15 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
         value = figures.get(f"val_watch_ndcg@{VALIDATION_K}")
         if self.model.watch is not None and value is not None and value > self.best_watch[0]:
             self.best_watch = (value, copy.deepcopy(self.model.watch.state_dict()))
+        item_value = figures.get("val_item_rmse")
+        if self.model.has_items and item_value is not None and item_value < self.best_items[0]:
+            self.best_items = (item_value, self.item_codes.detach().clone())
 
     def finish_training(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Restore the watch network's best epoch, then pick the rank weight on validation."""
+        """Keep the item codes' and the watch network's best epochs, then pick the ridge and the
+        members' weight (validation RMSE), then the rank weight (validation NDCG)."""
+        if self.model.has_items:
+            self._choose_rating_blend(inputs, targets)
         if self.model.watch is None:
             return
         self.model.watch.load_state_dict(self.best_watch[1])
@@ -301,6 +441,38 @@ class SAERecommender(BaseRecommender[SAEParams, SAENet]):
         log.info(
             "sae: rank weight %g (validation NDCG@%d %.4f)", weight, VALIDATION_K, figures[weight]
         )
+
+    def _choose_rating_blend(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Item codes from their best epoch; the (ridge, members' weight) pair with the lowest
+        validation RMSE, both recorded in the history's choices."""
+        net = self.model
+        net.item_codes.copy_(self.best_items[1])
+        members = net.member_predictions(inputs).mean(dim=0)
+        figures: dict[tuple[float, float], float] = {}
+        for ridge in self.params.item_ridges:
+            items = net.item_predictions(inputs, torch.tensor(ridge))
+            for weight in self.params.member_weights:
+                blend = weight * members + (1.0 - weight) * items
+                figures[ridge, weight] = _rmse(blend, targets)
+        ridge, weight = min(figures, key=lambda pair: (figures[pair], pair[1], pair[0]))
+        net.item_ridge.fill_(ridge)
+        net.member_weight.fill_(weight)
+        self.history.choices["rating_blend"] = {
+            "chosen": f"ridge {ridge:g} / members' weight {weight:g}",
+            "item_ridge": ridge,
+            "member_weight": weight,
+            "val_rmse": {f"{r:g}/{w:g}": round(v, 6) for (r, w), v in figures.items()},
+        }
+        log.info(
+            "sae: item ridge %g, members' weight %g (validation RMSE %.4f)",
+            ridge,
+            weight,
+            figures[ridge, weight],
+        )
+
+
+def _rmse(predicted: torch.Tensor, targets: torch.Tensor) -> float:
+    return rating_metrics(predicted.clamp(MIN_RATING, MAX_RATING), targets)["rmse"]
 
 
 def _ndcg(scores: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> float:

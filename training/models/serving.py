@@ -10,6 +10,8 @@ matrix twice. At batch sizes of 1-8 that is memory-bound, so the serving forms
 * fuse the SAE's members into one network: the first layers stacked (each member's hidden units
   side by side), deeper layers block-diagonal, the output layers side by side fed the hidden
   units scaled by 1/members, so one product gives the members' mean, and
+* fit a user's row over the item codes (``ridge_rows``) on the codes of the films rated in the
+  batch only, so its conjugate-gradient steps read a few hundred codes, not the catalogue's, and
 * keep the dense layers after it in int8 (``quantize``: dynamic quantization, activations stay
   float32 and are quantized per call), a quarter of the bytes of the output layers, which every
   request reads in full.
@@ -35,7 +37,14 @@ from torch.nn import functional as F
 
 from training.data.encoding import prepare_autoencoder_data
 from training.models.rbm import RBMEnsemble
-from training.models.sae import MAX_RATING, MIN_RATING, SAENet, blend_ranking, centred_baseline
+from training.models.sae import (
+    MAX_RATING,
+    MIN_RATING,
+    SAENet,
+    blend_ranking,
+    centred_baseline,
+    ridge_rows,
+)
 
 # How far an int8 serving form (this module's for TorchServe, onnxruntime's for Triton on CPU)
 # may move any score (stars or probabilities) from the trained model's; exports check it.
@@ -63,6 +72,7 @@ class ServingSAE(nn.Module):
         watch_encoder_by_input: torch.Tensor
         watch_encoder_bias: torch.Tensor
         rank_weight: torch.Tensor
+        item_codes: torch.Tensor
 
     @torch.no_grad()
     def __init__(self, net: SAENet, sparse_input: bool = True) -> None:
@@ -119,6 +129,14 @@ class ServingSAE(nn.Module):
             else nn.Identity()
         )
         self.register_buffer("rank_weight", net.rank_weight.clone())
+        # Item codes (float32: the conjugate-gradient steps need more than int8's precision).
+        self.has_items = net.has_items
+        self.register_buffer(
+            "item_codes", net.item_codes.clone() if net.has_items else torch.zeros(0, 0)
+        )
+        self.item_ridge = float(net.item_ridge) if net.has_items else 0.0
+        self.member_weight = float(net.member_weight) if net.has_items else 1.0
+        self.item_cg_steps = net.item_cg_steps
 
     def forward(self, ratings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ratings = prepare_autoencoder_data(ratings)
@@ -131,11 +149,33 @@ class ServingSAE(nn.Module):
         for layer in self.hidden:
             hidden = self.activation(layer(hidden))
         low, high = self.rating_range
-        predicted = (base + self.decoder(hidden * self.member_share)).clamp(low, high)
+        residual = self.decoder(hidden * self.member_share)
+        if self.has_items:
+            items = self.item_residual((ratings - base) * mask, mask, rated)
+            residual = self.member_weight * residual + (1.0 - self.member_weight) * items
+        predicted = (base + residual).clamp(low, high)
         if not self.has_watch:
             return predicted, predicted
         logits = self.watch_decoder(self.watch_encode(mask, rated))
         return predicted, blend_ranking(logits, predicted, self.rank_weight)
+
+    def item_residual(
+        self, residual: torch.Tensor, mask: torch.Tensor, rated: torch.Tensor
+    ) -> torch.Tensor:
+        """Each user's ridge row over the item codes, times every code."""
+        if not self.sparse_input:
+            row = ridge_rows(self.item_codes, residual, mask, self.item_ridge, self.item_cg_steps)
+        else:
+            # Only the films someone in the batch rated enter the fit.
+            columns = rated.any(dim=0).nonzero().squeeze(1)
+            row = ridge_rows(
+                self.item_codes.index_select(0, columns),
+                residual.index_select(1, columns),
+                mask.index_select(1, columns),
+                self.item_ridge,
+                self.item_cg_steps,
+            )
+        return row @ self.item_codes.t()
 
     def watch_encode(self, mask: torch.Tensor, rated: torch.Tensor) -> torch.Tensor:
         """WatchNet's hidden layer: the rated movies' rows, each 1/sqrt(movies rated)."""
