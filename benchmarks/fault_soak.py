@@ -31,7 +31,13 @@ from pathlib import Path
 import requests
 
 from benchmarks.fault_stack import API_KEY, FAULTS, FaultStack, StackData
-from benchmarks.fault_traffic import Visitor, WriteCount, api_token, count_writes
+from benchmarks.fault_traffic import (
+    UNAVAILABLE_PANEL,
+    Visitor,
+    WriteCount,
+    api_token,
+    count_writes,
+)
 from training.config import Paths, get_logger
 from web.catalog import Catalog
 
@@ -46,9 +52,10 @@ VISITORS_PER_APP = 3
 THINK_S = 0.2  # between a visitor's actions: steady traffic, not a stress test
 DATASET = "ml-100k"
 RECOMMEND_K = 5
-# Status classes of the report: a clear refusal, an answer that should never be, no answer.
-CLEAR_ERROR = 503
-NO_ANSWER = 0
+# What the report counts a request as: its HTTP status, DEGRADED for a page answered with the
+# "Recommendations unavailable" panel, NO_ANSWER when none came.
+NO_ANSWER = "no answer"
+DEGRADED = "200 degraded"
 
 
 @dataclass
@@ -59,7 +66,7 @@ class Window:
     injected_s: float
     repaired_s: float = 0.0
     repair_s: float = 0.0
-    statuses: Counter[int] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -68,10 +75,10 @@ class SoakResult:
     hold_s: float
     visitors: int
     windows: list[Window]
-    statuses: Counter[int]  # every request, by status (NO_ANSWER: none came)
+    statuses: Counter[str]  # every request, by outcome (its status, DEGRADED, NO_ANSWER)
     hung: int  # requests still without an answer after the client timeout
     writes: WriteCount
-    outside: Counter[int] = field(default_factory=Counter)  # requests outside every window
+    outside: Counter[str] = field(default_factory=Counter)  # requests outside every window
 
     @property
     def sent(self) -> int:
@@ -79,7 +86,7 @@ class SoakResult:
 
     @property
     def failed(self) -> int:
-        return sum(count for status, count in self.statuses.items() if not 200 <= status < 400)
+        return sum(count for outcome, count in self.statuses.items() if outcome[0] not in "23")
 
 
 class Traffic:
@@ -89,7 +96,7 @@ class Traffic:
     def __init__(self, visitors: list[Visitor], movies: list[int]) -> None:
         self.visitors = visitors
         self.movies = movies
-        self.records: list[tuple[float, int]] = []  # (monotonic time it ended, status)
+        self.records: list[tuple[float, str]] = []  # (monotonic time it ended, outcome)
         self.hung = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -100,7 +107,10 @@ class Traffic:
 
     def _record(self, call: Callable[[], requests.Response]) -> None:
         try:
-            status = call().status_code
+            answer = call()
+            status = str(answer.status_code)
+            if answer.ok and UNAVAILABLE_PANEL in answer.text:
+                status = DEGRADED
         except requests.Timeout:
             status = NO_ANSWER
             with self._lock:
@@ -197,9 +207,8 @@ def run_soak(
     return result
 
 
-def _statuses(counts: Counter[int]) -> str:
-    named = {NO_ANSWER: "no answer"}
-    return ", ".join(f"{named.get(s, s)}: {n}" for s, n in sorted(counts.items())) or "-"
+def _statuses(counts: Counter[str]) -> str:
+    return ", ".join(f"{outcome}: {n}" for outcome, n in sorted(counts.items())) or "-"
 
 
 def report(result: SoakResult, stack: FaultStack, faults: list[str]) -> str:
@@ -219,6 +228,7 @@ def report(result: SoakResult, stack: FaultStack, faults: list[str]) -> str:
         "|---|---|",
         f"| requests sent | {result.sent} |",
         f"| failed (any non-2xx/3xx, or no answer) | {result.failed} |",
+        f"| pages with the 'Recommendations unavailable' panel | {result.statuses[DEGRADED]} |",
         f"| hung (no answer within the client timeout) | {result.hung} |",
         f"| writes acknowledged (rating 200, feedback 201) | {writes.expected} |",
         f"| of those found in the database | {writes.written} |",
@@ -237,10 +247,10 @@ def report(result: SoakResult, stack: FaultStack, faults: list[str]) -> str:
     lines += [
         "",
         "A window runs from the injection to one hold time after the repair. 503 is the app's "
-        "clear answer (model server or database unavailable: the degraded panel, the API's "
-        "JSON error, the rating form's error); 'no answer' is a connection cut by a killed "
-        "gunicorn worker. A write is lost when the app acknowledged it and the database does "
-        "not hold it.",
+        "clear answer (model server or database unavailable: the API's JSON error, the rating "
+        "form's error); '200 degraded' a page with the 'Recommendations unavailable' panel; 'no "
+        "answer' a connection cut by a killed gunicorn worker. A write is lost when the app "
+        "acknowledged it and the database does not hold it.",
         "",
     ]
     return "\n".join(lines)

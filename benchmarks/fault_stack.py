@@ -54,10 +54,11 @@ class StackData:
 
 @dataclass
 class WebApp:
-    """A gunicorn master, its port and its log."""
+    """A gunicorn master, its port, how many workers it keeps and its log."""
 
     pid: int
     port: int
+    workers_wanted: int
     log_path: Path
     env: dict[str, str]
 
@@ -174,7 +175,7 @@ class FaultStack:
                 command, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                 start_new_session=True, cwd=Path(__file__).resolve().parents[1],
             )  # fmt: skip
-        app = WebApp(process.pid, port, log_path, full_env)
+        app = WebApp(process.pid, port, workers, log_path, full_env)
         self.web[backend] = app
         processes.wait_http(
             f"{app.url}{HEALTH_PATH}", WEB_READY_TIMEOUT_S, process=psutil.Process(process.pid)
@@ -300,14 +301,16 @@ def _start_redis(stack: FaultStack) -> None:
 
 
 def _kill_gunicorn_worker(stack: FaultStack) -> None:
-    os.kill(stack.web["torchserve"].workers()[0], signal.SIGKILL)
+    victim = psutil.Process(stack.web["torchserve"].workers()[0])
+    victim.kill()
+    # Gone once the master has reaped it: until then it would still count as a worker.
+    victim.wait(RECOVERY_TIMEOUT_S)
 
 
 def _gunicorn_workers_back(stack: FaultStack) -> None:
     app = stack.web["torchserve"]
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-    expected = int(app.env.get("WEB_WORKERS", WEB_WORKERS))
-    while len(app.workers()) < expected:
+    while len(app.workers()) < app.workers_wanted:
         if time.monotonic() > deadline:
             raise TimeoutError(f"gunicorn {app.pid} did not replace its worker")
         time.sleep(POLL_S)

@@ -24,6 +24,9 @@ CLIENT_TIMEOUT_S = 30.0
 RATED = 200
 STORED = 201
 SESSION_COOKIE = "session"  # Flask's default session cookie name
+# What a page shows in place of a model's recommendations when its server does not answer
+# (web/templates/partials/rec_panel.html).
+UNAVAILABLE_PANEL = "Recommendations unavailable."
 
 
 def api_token(base_url: str, api_key: str) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import requests
 
+from benchmarks.fault_traffic import UNAVAILABLE_PANEL
 from tests.fixtures.polling import poll
 
 PROFILE = {50: 5, 181: 5, 172: 4, 1: 4}
-UNAVAILABLE_PANEL = "Recommendations unavailable."
 # Issue 19: recommendations answer again within 10 s of the model server being back.
 RECOVERY_S = 10.0
 POLL_S = 0.2
