@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # TorchServe 0.12 answers a wrong or expired key with HTTP 400 (not 401) and this error type.
 REJECTED_KEY = "InvalidKeyException"
 REJECTED_KEY_STATUSES = (400, 401)
+KEY_FILE_POLL_S = 0.05
+# A refused key is refreshed and the request sent again this many times: workers of one app that
+# renew at once replace each other's keys, and the last one written wins.
+KEY_REFRESHES = 3
 GRPC_BODY_KEY = "body"  # the input name the handlers read the JSON body from
 POOL_CONNECTIONS = 32  # keep-alive connections per host (the web app's threads share them)
 
@@ -100,7 +105,7 @@ class InferenceKey:
             if self.key_file is None:
                 return False
             try:
-                keys = read_key_file(self.key_file)
+                keys = self._read_keys()
                 if keys["inference"] == refused and self.management_url:
                     # Renewing talks to the management API only: no inference URL needed.
                     renewer = TorchServeClient("", self.management_url, timeout=self.timeout)
@@ -108,13 +113,31 @@ class InferenceKey:
                         renewer.renew_key(keys["api"], "inference")
                     finally:
                         renewer.close()
-                    keys = read_key_file(self.key_file)
+                    # TorchServe rewrites the file after it answers: wait for the new key.
+                    keys = self._read_keys(until_not=refused)
             except (OSError, ValueError, KeyError, TorchServeError) as exc:
                 # The caller answers with the refusal, which names the key file.
                 log.warning("could not refresh TorchServe's inference key: %s", exc)
                 return False
             self._key = keys["inference"]
             return self._key != refused
+
+    def _read_keys(self, until_not: str | None = None) -> dict[str, str]:
+        """The key file's keys, read again while it is half written (TorchServe rewrites it in
+        place) or, given ``until_not``, still holds that inference key; up to ``timeout``."""
+        assert self.key_file is not None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                keys = read_key_file(self.key_file)
+                if until_not is None or keys["inference"] != until_not:
+                    return keys
+            except (ValueError, KeyError):
+                if time.monotonic() >= deadline:
+                    raise
+            if time.monotonic() >= deadline:
+                return keys
+            time.sleep(KEY_FILE_POLL_S)
 
 
 def _bearer(token: str | None) -> dict[str, str]:
@@ -168,14 +191,16 @@ class TorchServeClient:
     ) -> requests.Response:
         """The raw response (any status): for callers that inspect errors themselves.
         ``headers`` are sent besides the content type and the token (e.g. X-Request-ID). A
-        refused (expired) key is refreshed once and the request sent again."""
+        refused (expired) key is refreshed and the request sent again (``KEY_REFRESHES``)."""
         sent = {**(headers or {})}
         if content_type is not None:
             sent["Content-Type"] = content_type
         url = f"{self.inference_url}/predictions/{model}"
         key = self._inference_key.current
         response = self._request("POST", url, data=data, headers={**sent, **_bearer(key)})
-        if key_rejected(response) and self._inference_key.refresh(key):
+        for _ in range(KEY_REFRESHES):
+            if not (key_rejected(response) and self._inference_key.refresh(key)):
+                break
             key = self._inference_key.current
             response = self._request("POST", url, data=data, headers={**sent, **_bearer(key)})
         return response
