@@ -24,15 +24,32 @@ log = get_logger("serving")
 
 DEFAULT_EVERY_S = 1800.0  # half the production expiry: a renewal may fail once and still be in time
 RETRY_S = 10.0  # after a failed renewal (TorchServe restarting)
+WRITE_TIMEOUT_S = 10.0
+POLL_S = 0.05
 
 
-def renew_inference_key(key_file: Path, management_url: str) -> None:
-    """One renewal: TorchServe writes the new inference key into ``key_file``."""
+def renew_inference_key(
+    key_file: Path, management_url: str, timeout_s: float = WRITE_TIMEOUT_S
+) -> str:
+    """One renewal; returns once TorchServe has written the new inference key into
+    ``key_file`` (it answers before it rewrites the file)."""
+    old = read_key_file(key_file)
     client = TorchServeClient("", management_url)
     try:
-        client.renew_key(read_key_file(key_file)["api"], "inference")
+        client.renew_key(old["api"], "inference")
     finally:
         client.close()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            key = read_key_file(key_file)["inference"]
+            if key != old["inference"]:
+                return key
+        except (ValueError, KeyError):  # half written
+            pass
+        if time.monotonic() >= deadline:
+            raise TorchServeError(f"{key_file}: no new inference key after {timeout_s:g}s")
+        time.sleep(POLL_S)
 
 
 def renew_forever(key_file: Path, management_url: str, every_s: float) -> None:
