@@ -65,9 +65,11 @@ class PrivatePostgres:
         command = list(args)
         if os.geteuid() == 0:
             command = ["runuser", "-u", PG_USER, "--", *command]
+        # In its own folder: the postgres user may not be allowed into the caller's.
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=PG_COMMAND_TIMEOUT_S, check=False
-        )
+            command, capture_output=True, text=True, timeout=PG_COMMAND_TIMEOUT_S, check=False,
+            cwd=self.root,
+        )  # fmt: skip
         if done.returncode != 0:
             raise PrivateServiceError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
