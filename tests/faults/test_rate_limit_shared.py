@@ -20,7 +20,8 @@ from web.server import METRICS_FOLDER
 pytestmark = pytest.mark.slow
 
 BUDGET = 12
-SENT = 3 * BUDGET  # per-worker budgets (2 x BUDGET) would let more than BUDGET through
+SENT = 3 * BUDGET  # per round: per-worker budgets (2 x BUDGET) would let more than BUDGET through
+MAX_ROUNDS = 10  # all within the minute the budget is for
 CONCURRENT = 6
 TIMEOUT_S = 30
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -28,7 +29,7 @@ TOKEN_ROUTE = "/api/v1/token"
 
 
 def token_request(base: str) -> requests.Response:
-    # A new connection each time, several at once: both workers take some.
+    # A new connection each time, several at once, so either worker may take it.
     return requests.post(f"{base}{TOKEN_ROUTE}", json={"api_key": TEST_API_KEY},
                          headers={"Connection": "close"}, timeout=TIMEOUT_S)  # fmt: skip
 
@@ -38,18 +39,24 @@ def test_two_workers_share_one_budget_in_redis(gunicorn_web_factory, project_hom
     base = gunicorn_web_factory(
         REDIS_URL=REDIS_URL, RATE_LIMIT=f"{BUDGET} per minute", CACHE_PREFIX=prefix
     )
+    folder = processes.run_dir(project_home) / METRICS_FOLDER.format(port=urlsplit(base).port)
+    answers: list[requests.Response] = []
+    # Which worker accepts a connection is up to the kernel (one may take a whole round on a
+    # busy machine): rounds go on until both have answered. The budget is spent in the first;
+    # with one budget per worker the other would let BUDGET more through.
     with ThreadPoolExecutor(CONCURRENT) as pool:
-        answers = list(pool.map(token_request, [base] * SENT))
+        for _ in range(MAX_ROUNDS):
+            answers += pool.map(token_request, [base] * SENT)
+            if len(workers_that_served(folder, TOKEN_ROUTE)) == 2:
+                break
     statuses = [answer.status_code for answer in answers]
     assert statuses.count(200) == BUDGET, statuses
-    assert statuses.count(429) == SENT - BUDGET, statuses
+    assert statuses.count(429) == len(statuses) - BUDGET, statuses
     refused = next(answer for answer in answers if answer.status_code == 429)
     assert refused.headers["Content-Type"].startswith("application/json")
     assert "rate limit exceeded" in refused.json()["error"]
     assert 0 < int(refused.headers["Retry-After"]) <= 60
-    # Both workers answered: the budget was theirs together, not one worker's.
-    folder = processes.run_dir(project_home) / METRICS_FOLDER.format(port=urlsplit(base).port)
-    assert len(workers_that_served(folder, TOKEN_ROUTE)) == 2
+    assert len(workers_that_served(folder, TOKEN_ROUTE)) == 2, "one worker took every request"
 
 
 def workers_that_served(folder: Path, route: str) -> set[str]:
