@@ -144,5 +144,8 @@ def test_impressions_that_cannot_be_stored_fail_the_page(web_app_factory):
     client.post("/ratings", data={"movie_id": 50, "rating": 5}, headers=HTMX)
     _drop_events_table(app)
     page = client.get("/recommendations?model=sae")
-    assert page.status_code == 500
+    # A database error is answered as the database being unavailable (web/errors.py), never as
+    # a page of recommendations the experiment did not count.
+    assert page.status_code == 503
+    assert "database unavailable" in page.text
     assert _count(app, Impression) == 0  # rolled back with the rest
