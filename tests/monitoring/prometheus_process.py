@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -24,15 +25,42 @@ STOP_TIMEOUT_S = 20
 QUERY_TIMEOUT_S = 10
 
 
-def prometheus_binary() -> str:
-    """The binary, or a skip (a failure in CI, where `make system-deps` installs it)."""
-    found = shutil.which("prometheus")
+def debian_binary(name: str, package: str) -> str:
+    """A binary from Debian's packages, or a skip (a failure in CI, where `make system-deps`
+    installs it)."""
+    found = shutil.which(name)
     if found is None:
-        message = "prometheus not found: apt-get install prometheus"
+        message = f"{name} not found: apt-get install {package} (make system-deps)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def prometheus_binary() -> str:
+    return debian_binary("prometheus", "prometheus")
+
+
+@contextmanager
+def started_prometheus(folder: Path, config: Mapping[str, Any]) -> Iterator[str]:
+    """Prometheus running ``config`` (written to ``folder``, its rule files beside it) on a free
+    loopback port; yields its URL, stopped and waited for when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(dict(config)))
+    (port,) = free_ports(1)
+    url = f"http://{LOOPBACK}:{port}"
+    with (folder / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [prometheus_binary(), f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address={LOOPBACK}:{port}"],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_http(f"{url}/-/ready", READY_TIMEOUT_S, process=psutil.Process(process.pid))
+        yield url
+    finally:
+        terminate(process.pid, STOP_TIMEOUT_S)
+        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 @contextmanager
@@ -57,21 +85,8 @@ def running_prometheus(folder: Path, targets: Mapping[str, str]) -> Iterator[str
         "rule_files": [RULES.name],
         "scrape_configs": jobs,
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    (port,) = free_ports(1)
-    url = f"http://{LOOPBACK}:{port}"
-    with (folder / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [prometheus_binary(), f"--config.file={folder / 'prometheus.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address={LOOPBACK}:{port}"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_http(f"{url}/-/ready", READY_TIMEOUT_S, process=psutil.Process(process.pid))
+    with started_prometheus(folder, config) as url:
         yield url
-    finally:
-        terminate(process.pid, STOP_TIMEOUT_S)
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def instant_query(url: str, expr: str) -> dict:

@@ -3,40 +3,23 @@ alert rules, and answers queries over its HTTP API with the app's data."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
-import yaml
 from werkzeug.serving import make_server
 
 from tests.fixtures.polling import poll
-from tests.monitoring.promql import RULES, rule_expressions
+from tests.monitoring.prometheus_process import running_prometheus
+from tests.monitoring.promql import rule_expressions
 from tests.monitoring.web_app import monitored_web_app, recommend_once
-from training.serving.processes import LOOPBACK, free_ports, terminate, wait_http
+from training.serving.processes import LOOPBACK, free_ports
 
-SCRAPE_INTERVAL = "1s"
-READY_TIMEOUT_S = 60
 QUERY_TIMEOUT_S = 60
 POLL_S = 0.5
-STOP_TIMEOUT_S = 20
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        message = "prometheus not found: apt-get install prometheus"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 @pytest.fixture
@@ -57,39 +40,12 @@ def served_web_app(web_app_factory, checkpoints, prepared, tmp_path, monkeypatch
 
 
 @pytest.fixture
-def prometheus(prometheus_binary, served_web_app, tmp_path) -> Iterator[str]:
+def prometheus(served_web_app, tmp_path) -> Iterator[str]:
     """Prometheus on a free port, scraping the app every second, with the project's rules."""
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
-    shutil.copy(RULES, folder / RULES.name)
-    config = {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        "rule_files": [RULES.name],
-        "scrape_configs": [
-            {
-                "job_name": "web",
-                "metrics_path": "/metrics",
-                "static_configs": [{"targets": [served_web_app]}],
-            }
-        ],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    (port,) = free_ports(1)
-    url = f"http://{LOOPBACK}:{port}"
-    with (folder / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [prometheus_binary, f"--config.file={folder / 'prometheus.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address={LOOPBACK}:{port}"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        import psutil
-
-        wait_http(f"{url}/-/ready", READY_TIMEOUT_S, process=psutil.Process(process.pid))
+    with running_prometheus(
+        tmp_path / "prometheus", {"web": f"http://{served_web_app}/metrics"}
+    ) as url:
         yield url
-    finally:
-        terminate(process.pid, STOP_TIMEOUT_S)
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def query(url: str, expr: str) -> list[dict]:
