@@ -1,6 +1,7 @@
 """`movierec release triton` on a real tritonserver (explicit model control) while the SAE and the
 hybrid ensemble keep answering: the SAE's next version folder takes over with no failed request,
-the ensemble uses it without a restart, and a rollback brings the old version back."""
+the ensemble uses it without a restart, and a rollback brings the old version back; the web app's
+Triton backend names the version that answered throughout."""
 
 from __future__ import annotations
 
@@ -146,3 +147,86 @@ def test_an_incomplete_version_is_refused_and_nothing_changes(release_triton, tm
     assert control.ready_versions("sae") == [OLD]
     assert triton_release.version_folders(repo, "sae") == [int(OLD)]
     control.close()
+
+
+RENAMED = " [next version]"  # the released artifact's titles: answers show which one was read
+
+
+def renamed_copy(source, dest):
+    """``source`` (a version folder) with every title in its serving artifact changed."""
+    import dataclasses
+
+    from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
+
+    shutil.copytree(source, dest)
+    artifact = ServingArtifact.load(dest / ARTIFACT_FILE)
+    movies = [{**movie, "title": movie["title"] + RENAMED} for movie in artifact.movies]
+    dataclasses.replace(artifact, movies=movies).save(dest / ARTIFACT_FILE)
+    return dest
+
+
+def test_the_web_backend_names_the_version_served_through_release_and_rollback(
+    release_triton, ratings, onnx_repo, tmp_path
+):
+    """MODEL_BACKEND=triton follows a release without a restart: its answers name the version
+    Triton reports (the hybrid's, its parts' too) and take titles and explanations from that
+    version's serving artifact."""
+    from training.serving.release import triton as triton_release
+    from web.backends.base import RecommendRequest
+    from web.backends.triton import TritonBackend
+
+    server, repo = release_triton
+    control = triton_release.TritonModelControl(server.http_url)
+    assert control.ready_versions("sae") == [OLD]
+    backend = TritonBackend(server.grpc_url, 10.0, repo)
+    item_ids = [int(i) for i in np.flatnonzero(ratings[0])]
+    query = RecommendRequest(ratings=dict.fromkeys(_movie_ids(onnx_repo, item_ids), 5))
+
+    def answers(model: str):
+        return backend.recommend(model, query, "release-test")
+
+    def hybrid_label(sae: str) -> str:
+        return f"triton-{OLD} (sae {sae}, rbm {OLD})"  # the ensemble and the RBM stay
+
+    before = answers("sae")
+    assert before.version == f"triton-{OLD}" and before.recommendations
+    assert not any(item.title.endswith(RENAMED) for item in before.recommendations)
+    assert answers("hybrid").version == hybrid_label(OLD)
+    assert answers("rbm").version == f"triton-{OLD}"
+
+    source = renamed_copy(onnx_repo / "sae" / OLD, tmp_path / "next")
+    with RequestStream(lambda: answers("sae").version) as stream:
+        stream.wait_for(BEFORE)
+        released = triton_release.release(control, repo, "sae", source, tmp_path / "release")
+        stream.wait_for(AFTER)
+    assert stream.errors == []
+    for thread, versions in stream.versions_by_thread().items():
+        assert switches_once(versions, f"triton-{OLD}", f"triton-{NEW}"), (thread, versions[-3:])
+    after = answers("sae")
+    assert after.version == f"triton-{NEW}"
+    assert all(item.title.endswith(RENAMED) for item in after.recommendations)
+    hybrid = answers("hybrid")
+    assert hybrid.version == hybrid_label(NEW)
+    assert all(item.title.endswith(RENAMED) for item in hybrid.recommendations)
+    assert backend.recommend("sae", RecommendRequest(ratings={}), "r").version == f"triton-{NEW}"
+
+    with RequestStream(lambda: answers("sae").version) as stream:
+        stream.wait_for(BEFORE)
+        triton_release.rollback(control, repo, released, tmp_path / "release")
+        stream.wait_for(AFTER)
+    assert stream.errors == []
+    for thread, versions in stream.versions_by_thread().items():
+        assert switches_once(versions, f"triton-{NEW}", f"triton-{OLD}"), (thread, versions[-3:])
+    back = answers("sae")
+    assert back.version == f"triton-{OLD}"
+    assert not any(item.title.endswith(RENAMED) for item in back.recommendations)
+    assert answers("hybrid").version == hybrid_label(OLD)
+    backend.close()
+    control.close()
+
+
+def _movie_ids(onnx_repo, columns: list[int]) -> list[int]:
+    from handlers.serving_artifact import ARTIFACT_FILE, ServingArtifact
+
+    artifact = ServingArtifact.load(onnx_repo / "sae" / OLD / ARTIFACT_FILE)
+    return [int(artifact.item_ids[column]) for column in columns]

@@ -26,6 +26,7 @@ DEFAULT_URL = "127.0.0.1:8001"
 ALL_OUTPUTS = tuple(spec.name for spec in tn.OUTPUTS)
 TOP_K_OUTPUTS = (tn.TOP_IDS.name, tn.TOP_SCORES.name)
 STREAM_TIMEOUT_S = 30.0
+READY = "READY"  # a model version's state in the repository index
 
 
 class TritonClientError(Exception):
@@ -71,13 +72,15 @@ def map_error(exc: InferenceServerException, model: str | None = None) -> Triton
 
 @dataclass
 class Prediction:
-    """What the server answered for a batch; outputs not asked for are None."""
+    """What the server answered for a batch; outputs not asked for are None. ``model_version``
+    is the version that answered (Triton's ModelInferResponse; for the ensemble, its own)."""
 
     scores: np.ndarray | None = None
     ranking: np.ndarray | None = None
     top_ids: np.ndarray | None = None
     top_scores: np.ndarray | None = None
     sae_scores: np.ndarray | None = None
+    model_version: str = ""
 
     def served(self, model: str) -> tuple[np.ndarray, np.ndarray | None]:
         """(what ``model`` ranks by, its predicted ratings or None), from ``ranked_outputs``."""
@@ -98,7 +101,8 @@ class Prediction:
 
     @classmethod
     def from_result(cls, result: grpcclient.InferResult, outputs: Sequence[str]) -> Prediction:
-        return cls(**{name: result.as_numpy(name) for name in outputs})
+        arrays = {name: result.as_numpy(name) for name in outputs}
+        return cls(**arrays, model_version=result.get_response().model_version)
 
 
 def ranked_outputs(model: str) -> tuple[str, ...]:
@@ -202,6 +206,19 @@ class TritonClient:
 
     def metadata(self, model: str) -> dict[str, Any]:
         return self._call(model, "get_model_metadata", model, as_json=True)
+
+    def served_versions(self) -> dict[str, str]:
+        """Each model's newest READY version (the one its ``latest`` policy sends requests to),
+        from one repository-index call; models with none ready are left out."""
+        index = self._call(None, "get_model_repository_index", as_json=True)
+        served: dict[str, str] = {}
+        for entry in index.get("models", []):
+            version = entry.get("version", "")
+            if entry.get("state") == READY and version.isdigit():
+                name = entry["name"]
+                if name not in served or int(version) > int(served[name]):
+                    served[name] = version
+        return served
 
     def config(self, model: str) -> dict[str, Any]:
         return self._call(model, "get_model_config", model, as_json=True)["config"]
