@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from training.config import ConfigError, Params, Paths, get_logger, load_params
+from training.monitoring.tuning_metrics import TUNING_TEXTFILE, record_study
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun
@@ -242,10 +243,11 @@ def _importances(study: Study) -> dict[str, float] | None:
         return None
 
 
-def _summarise(study: Study, outputs: Path, track: bool) -> Path | None:
+def _summarise(
+    study: Study, importances: dict[str, float] | None, outputs: Path, track: bool
+) -> Path | None:
     """Trials table and importance plot into ``outputs`` and, with tracking, onto the parent run
     with the best trial; returns the importance plot, if there is one."""
-    importances = _importances(study)
     plot = None
     if importances:
         plot = plot_importances(
@@ -334,7 +336,8 @@ def run_study(
                 timeout=timeout_s,
                 gc_after_trial=True,
             )
-        plot = _summarise(study, outputs, track)
+        importances = _importances(study)
+        plot = _summarise(study, importances, outputs, track)
     finally:
         if parent is not None:
             import mlflow
@@ -343,12 +346,15 @@ def run_study(
     states: dict[str, int] = {}
     for trial in study.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
-    best = _has_best(study)
+    best_value = study.best_value if _has_best(study) else None
+    record_study(
+        paths.data / "metrics" / TUNING_TEXTFILE, model, importances or {}, best_value, states
+    )
     return TuneResult(
         study_name=study_name,
         storage=storage,
-        best_value=study.best_value if best else None,
-        best_params=decode_params(model, study.best_params) if best else {},
+        best_value=best_value,
+        best_params=decode_params(model, study.best_params) if best_value is not None else {},
         n_trials=len(study.trials),
         states=states,
         parent_run_id=parent.info.run_id if parent else None,

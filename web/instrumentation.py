@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from training.config import Paths
 from training.monitoring import logging_config as _logging
 from training.monitoring.pipeline_metrics import PIPELINE_METRICS, PIPELINE_TEXTFILE
+from training.monitoring.tuning_metrics import TUNING_METRICS, TUNING_TEXTFILE
 from web import metrics as _metrics
 from web.catalog import Catalog
 from web.db_metrics import instrument_engine
@@ -26,8 +27,9 @@ def init_app(app: Flask) -> None:
 
 def init_database_metrics(app: Flask, engine: Engine, catalog: Catalog) -> None:
     """Query latency on ``engine``; at each scrape, what the database holds (served lists,
-    sessions, films being rated) and the pipeline textfile (``MOVIEREC_PIPELINE_TEXTFILE``,
-    default ``data/metrics/pipeline.prom``). After ``init_app``."""
+    sessions, films being rated) and the pipeline and tuning textfiles
+    (``MOVIEREC_PIPELINE_TEXTFILE``, ``MOVIEREC_TUNING_TEXTFILE``; default
+    ``data/metrics/pipeline.prom`` and ``tuning.prom``). After ``init_app``."""
     found = app.extensions[_metrics.EXTENSION_KEY]
 
     def popularity() -> dict[int, int] | None:
@@ -43,10 +45,14 @@ def init_database_metrics(app: Flask, engine: Engine, catalog: Catalog) -> None:
         SessionCollector(engine),
         FilmsBeingRatedCollector(engine, title_of),
     ]
-    default = Paths().data / "metrics" / PIPELINE_TEXTFILE
-    pipeline = app.config.get("MOVIEREC_PIPELINE_TEXTFILE", default)
-    if pipeline:
-        found.live_collectors.append(_metrics.TextfileCollector(Path(pipeline), PIPELINE_METRICS))
+    textfiles = (
+        ("MOVIEREC_PIPELINE_TEXTFILE", PIPELINE_TEXTFILE, PIPELINE_METRICS),
+        ("MOVIEREC_TUNING_TEXTFILE", TUNING_TEXTFILE, TUNING_METRICS),
+    )
+    for setting, name, families in textfiles:
+        textfile = app.config.get(setting, Paths().data / "metrics" / name)
+        if textfile:
+            found.live_collectors.append(_metrics.TextfileCollector(Path(textfile), families))
 
 
 def request_id() -> str:

@@ -477,6 +477,29 @@ def model_performance() -> dict:
             8,
             8,
         ),
+        grid.place(
+            bars(
+                "Which hyperparameters move the validation figure most?",
+                [("tuning_parameter_importance", "{{model_type}} {{parameter}}")],
+                description="Each hyperparameter's share of the objective's variance over the "
+                "model's Optuna study (fANOVA, `movierec tune`; data/metrics/tuning.prom).",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            bars(
+                "How good was tuning's best trial, and how many trials ran?",
+                [
+                    ("tuning_best_value", "{{model_type}} best validation"),
+                    ("tuning_trials", "{{model_type}} {{state}} trials"),
+                ],
+                unit="short",
+                maximum=None,
+            ),
+            12,
+            8,
+        ),
     ]
     panels.append(grid.row("GPU (only where CUDA is present)"))
     panels += [

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from training.config import ConfigError, Paths, load_params
+from training.monitoring.training_metrics import read_textfile
+from training.monitoring.tuning_metrics import BEST_VALUE, IMPORTANCE, TRIALS, TUNING_TEXTFILE
 from training.tune import (
     SAE_HIDDEN_LAYERS,
     TrialRunner,
@@ -143,6 +145,22 @@ def test_two_trial_study_logs_child_runs_and_writes_params(
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/param_importances.png" in artifacts
+    # The same study as Prometheus figures (the dashboards' hyperparameter panels).
+    figures = {
+        (family.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in read_textfile(Paths(private_home).data / "metrics" / TUNING_TEXTFILE)
+        for sample in family.samples
+    }
+    sae = (("model_type", "sae"),)
+    assert figures[(BEST_VALUE, sae)] == pytest.approx(study.best_value)
+    assert figures[(TRIALS, (*sae, ("state", "complete")))] == 2
+    importances = {
+        dict(labels)["parameter"]: value
+        for (name, labels), value in figures.items()
+        if name == IMPORTANCE
+    }
+    assert set(importances) <= set(study.best_params) and importances
+    assert sum(importances.values()) == pytest.approx(1.0)
 
     written = load_params(params_file)  # still valid
     best = decode_params("sae", study.best_params)

@@ -22,6 +22,7 @@ from tests.monitoring.promql import (
 from tests.monitoring.web_app import monitored_web_app, recommend_once
 from training.monitoring.gpu import GPU_METRICS
 from training.monitoring.pipeline_metrics import PIPELINE_METRICS
+from training.monitoring.tuning_metrics import TUNING_METRICS
 
 SCRAPE_TIMEOUT_S = 10
 PREDICTION_METRIC = "PredictionTime"  # what TorchServe's worker reports for every batch
@@ -30,6 +31,9 @@ PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 # them is tests/monitoring/test_pipeline_metrics.py's, the panels showing them
 # test_dashboard_queries.py's.
 PIPELINE = set(PIPELINE_METRICS)
+# Written by `movierec tune` (data/metrics/tuning.prom): test_tune.py checks the file, the
+# panels showing them test_dashboard_queries.py's.
+TUNING = set(TUNING_METRICS)
 # Reported only where CUDA is present, so a CPU machine cannot scrape them. Triton's, from its
 # metrics documentation ("GPU metrics"); ours, from training/monitoring (gpu.py, the textfile).
 TRITON_GPU = {"nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_utilization"}
@@ -117,9 +121,10 @@ def test_every_queried_metric_is_exposed(web_metrics, torchserve_metrics, triton
         "torchserve": exposed_names(torchserve_metrics),
         "triton": exposed_names(triton_metrics),
     }
+    written_offline = PIPELINE | TUNING
     everything = (
-        set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY | PIPELINE | recorded_names()
-    )
+        set().union(*exposed.values()) | PROMETHEUS_OWN | GPU_ONLY | written_offline
+    ) | recorded_names()
     missing = {
         name: sorted(where) for name, where in queried_metrics().items() if name not in everything
     }

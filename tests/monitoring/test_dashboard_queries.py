@@ -28,6 +28,7 @@ from tests.monitoring.promql import (
     without_grafana_variables,
 )
 from tests.monitoring.web_app import monitored_web_app
+from training.config import Paths
 from training.serving.processes import LOOPBACK, free_ports
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,8 @@ WEB_USERS, MODEL_SERVER_USERS, MODEL_SERVER_THINK_MS = 4, 2, 50
 # asked again until this many seconds have passed since the load ended.
 SETTLE_S = 30
 POLL_S = 1.0
+# A real study for the hyperparameter panels: enough complete trials for importances, tiny ones.
+TUNE_TRIALS, TUNE_TRIAL_EPOCHS = 3, 2
 # The stage whose work the fixture really runs (the evaluation report the web app reads).
 TIMED_STAGE = "evaluate"
 
@@ -68,7 +71,6 @@ def loaded_prometheus(
     from benchmarks.load_locust import LocustRun
     from benchmarks.load_targets import SCENARIOS
     from benchmarks.profiles import write_profiles
-    from training.config import Paths
     from training.monitoring.pipeline_metrics import PIPELINE_TEXTFILE, STAGE_ENV, stage_timer
     from web import create_app
     from web.config import WebSettings
@@ -81,6 +83,7 @@ def loaded_prometheus(
     with stage_timer(pipeline_textfile, environ={STAGE_ENV: TIMED_STAGE}):
         report = offline_report(checkpoints, prepared)
     (home / "evaluation.json").write_text(json.dumps(report))
+    tune_tiny_study(Paths(home), paths)
 
     def make_app(**overrides):
         settings = WebSettings.from_env(
@@ -136,6 +139,22 @@ def loaded_prometheus(
             thread.join()
             app.extensions["movierec"].backend.close()
             app.extensions["movierec"].engine.dispose()
+
+
+def tune_tiny_study(home: Paths, project: Paths) -> None:
+    """A real Optuna study of a few two-epoch RBM trials in ``home`` (data/metrics/tuning.prom,
+    which the web app re-exposes), over the session's prepared data."""
+    from training.config import load_params
+    from training.tune import run_study
+
+    home.preprocessed.mkdir(parents=True, exist_ok=True)
+    home.prepared("ml-100k").symlink_to(project.prepared("ml-100k"))
+    params = load_params(REPO_ROOT / "params.yaml")
+    tiny = params.model_copy(
+        update={"tune": params.tune.model_copy(update={"trial_epochs": TUNE_TRIAL_EPOCHS})}
+    )
+    result = run_study("rbm", tiny, home, n_trials=TUNE_TRIALS, track=False)
+    assert result.states.get("complete", 0) >= 2, result.states  # importances need two
 
 
 def offline_report(checkpoints: dict[str, Path], prepared) -> dict:
