@@ -26,7 +26,6 @@ DEFAULT_URL = "127.0.0.1:8001"
 ALL_OUTPUTS = tuple(spec.name for spec in tn.OUTPUTS)
 TOP_K_OUTPUTS = (tn.TOP_IDS.name, tn.TOP_SCORES.name)
 STREAM_TIMEOUT_S = 30.0
-READY = "READY"  # a model version's state in the repository index
 
 
 class TritonClientError(Exception):
@@ -214,7 +213,7 @@ class TritonClient:
         served: dict[str, str] = {}
         for entry in index.get("models", []):
             version = entry.get("version", "")
-            if entry.get("state") == READY and version.isdigit():
+            if entry.get("state") == tn.READY and version.isdigit():
                 name = entry["name"]
                 if name not in served or int(version) > int(served[name]):
                     served[name] = version

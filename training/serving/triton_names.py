@@ -24,6 +24,7 @@ SERVED_MODELS = contract.SERVED_MODELS  # what clients call
 ALL_MODELS = (*ONNX_MODELS, HYBRID)
 
 MODEL_VERSION = "1"
+READY = "READY"  # a model version's state in the repository index
 ONNX_FILENAME = "model.onnx"
 # The scoring models' graphs with int8 weights (onnxruntime dynamic quantization), which the CPU
 # configs serve: the 12 MB float32 SAE graph's matrix products are the CPU path's largest cost,

@@ -34,7 +34,6 @@ log = get_logger("serving")
 BACKEND = "triton"
 LOAD_TIMEOUT_S = 180.0  # a load answers once the new version is ready (or failed)
 REQUEST_TIMEOUT_S = 10.0
-READY = "READY"
 STAGING_PREFIX = ".staging-"
 ROLLED_BACK_PREFIX = "rolled-back-"
 
@@ -60,7 +59,7 @@ class TritonModelControl:
         index = self._post("/v2/repository/index", {}, REQUEST_TIMEOUT_S)
         return sorted(
             (entry["version"] for entry in index
-             if entry["name"] == model and entry.get("state") == READY),
+             if entry["name"] == model and entry.get("state") == tn.READY),
             key=int,
         )  # fmt: skip
 
