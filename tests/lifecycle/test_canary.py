@@ -24,17 +24,6 @@ RATINGS = {"50": 5, "181": 5, "172": 4}
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture(scope="module")
-def management(release_torchserve):
-    from training.serving.torchserve_management import TorchServeManagement
-
-    client = TorchServeManagement(
-        release_torchserve.inference_url, release_torchserve.management_url
-    )
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def canary(release_torchserve, management, sae_new_archive, tmp_path):
     """A canary of version 2.0 for PERCENT % of visitors; yields (release, store, state dir)."""

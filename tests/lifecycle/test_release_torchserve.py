@@ -26,17 +26,6 @@ def manifest_version(mar) -> str:
         return json.loads(archive.read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"]
 
 
-@pytest.fixture(scope="module")
-def management(release_torchserve):
-    from training.serving.torchserve_management import TorchServeManagement
-
-    client = TorchServeManagement(
-        release_torchserve.inference_url, release_torchserve.management_url
-    )
-    yield client
-    client.close()
-
-
 def stream_for(server) -> RequestStream:
     session = requests.Session()
 
