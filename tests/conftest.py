@@ -79,3 +79,17 @@ def checkpoints(project_home) -> dict[str, Path]:
         ).checkpoint
         for name in MODEL_NAMES
     }
+
+
+@pytest.fixture
+def private_home(project_home, tmp_path, monkeypatch) -> Path:
+    """A MOVIEREC_HOME of the test's own whose prepared data is the session's (read-only), so
+    checkpoints, reports, optuna.db written by the test never touch the shared fixtures."""
+    from training.config import Paths
+
+    home = tmp_path / "home"
+    paths = Paths(home)
+    paths.preprocessed.mkdir(parents=True)
+    (paths.preprocessed / "ml-100k").symlink_to(Paths(project_home).prepared("ml-100k"))
+    monkeypatch.setenv("MOVIEREC_HOME", str(home))
+    return home

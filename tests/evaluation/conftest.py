@@ -1,4 +1,4 @@
-"""Fixtures of the evaluation tests: a throwaway MLflow store and a private MOVIEREC_HOME."""
+"""Fixtures of the evaluation tests: a throwaway MLflow store (private_home: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -46,17 +46,3 @@ def mlflow_store(tmp_path, monkeypatch, mlflow_isolated) -> Path:
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").as_uri())
     return store
-
-
-@pytest.fixture
-def private_home(project_home, tmp_path, monkeypatch) -> Path:
-    """A MOVIEREC_HOME of the test's own whose prepared data is the session's (read-only), so
-    checkpoints, reports, optuna.db written by the test never touch the shared fixtures."""
-    from training.config import Paths
-
-    home = tmp_path / "home"
-    paths = Paths(home)
-    paths.preprocessed.mkdir(parents=True)
-    (paths.preprocessed / "ml-100k").symlink_to(Paths(project_home).prepared("ml-100k"))
-    monkeypatch.setenv("MOVIEREC_HOME", str(home))
-    return home

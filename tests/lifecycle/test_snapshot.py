@@ -51,17 +51,6 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def home(project_home, tmp_path, monkeypatch) -> Path:
-    """A MOVIEREC_HOME of the test's own over the session's prepared ML-100K (read-only)."""
-    home = tmp_path / "home"
-    paths = Paths(home)
-    paths.preprocessed.mkdir(parents=True)
-    (paths.preprocessed / "ml-100k").symlink_to(Paths(project_home).prepared("ml-100k"))
-    monkeypatch.setenv("MOVIEREC_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def web_app(project_home, tmp_path, database_url):
     """The web app over ``database_url``; rating routes need no model server."""
     from web import create_app
@@ -99,7 +88,7 @@ def column(item_ids: list[int], movie: int) -> int:
     return item_ids.index(movie)
 
 
-def test_app_ratings_become_new_users_once(web_app, database_url, home, prepared):
+def test_app_ratings_become_new_users_once(web_app, database_url, private_home, prepared):
     alice, bob = web_app.test_client(), web_app.test_client()
     rate(alice, 50, 5)
     rate(alice, 1, 4)
@@ -108,8 +97,8 @@ def test_app_ratings_become_new_users_once(web_app, database_url, home, prepared
     rate(bob, 50, 2)
     rate(bob, 50, 3)  # changed: the last value counts, once
 
-    first = snapshot_app(database_url, Paths(home), "ml-100k", track=False)
-    again = snapshot_app(database_url, Paths(home), "ml-100k", track=False)
+    first = snapshot_app(database_url, Paths(private_home), "ml-100k", track=False)
+    again = snapshot_app(database_url, Paths(private_home), "ml-100k", track=False)
 
     assert (first.n_users_added, first.n_ratings_added) == (2, 3)
     assert (again.n_users_added, again.n_ratings_added) == (2, 3)
@@ -133,10 +122,10 @@ def test_app_ratings_become_new_users_once(web_app, database_url, home, prepared
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # one backend shows it
-def test_each_snapshot_is_a_dvc_version(web_app, database_url, home):
+def test_each_snapshot_is_a_dvc_version(web_app, database_url, private_home):
     subprocess.run(
         [sys.executable, "-m", "dvc", "init", "--no-scm", "--quiet"],
-        cwd=home,
+        cwd=private_home,
         check=True,
         timeout=DVC_TIMEOUT_S,
     )
@@ -157,11 +146,11 @@ def test_each_snapshot_is_a_dvc_version(web_app, database_url, home):
     assert dvc_file.read_text() != version_one  # a new version of the dataset
 
 
-def test_a_bad_row_is_named_and_the_last_snapshot_kept(web_app, database_url, home):
+def test_a_bad_row_is_named_and_the_last_snapshot_kept(web_app, database_url, private_home):
     rate(web_app.test_client(), 50, 5)
     args = ("data", "snapshot-app", "--params", str(PARAMS), "--database-url", database_url)
     assert invoke(*args, "--no-dvc").exit_code == 0
-    folder = Paths(home).prepared("ml-100k-app")
+    folder = Paths(private_home).prepared("ml-100k-app")
     before = (folder / METADATA_FILE).read_text()
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
@@ -184,7 +173,7 @@ def test_a_bad_row_is_named_and_the_last_snapshot_kept(web_app, database_url, ho
     assert (folder / METADATA_FILE).read_text() == before
 
 
-def test_no_database_is_unavailable(home, tmp_path):
+def test_no_database_is_unavailable(private_home, tmp_path):
     missing = tmp_path / "nowhere.sqlite3"
     result = invoke(
         "data", "snapshot-app", "--params", str(PARAMS), "--database-url", f"sqlite:///{missing}"
